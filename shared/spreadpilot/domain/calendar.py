@@ -8,6 +8,7 @@ every function here is a pure function of its arguments.
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Any
@@ -24,7 +25,12 @@ EARLY_CLOSE = time(13, 0)
 
 @lru_cache(maxsize=1)
 def _xnys() -> Any:
-    return xcals.get_calendar("XNYS", start="2015-01-01", end="2035-12-31")
+    # exchange_calendars trips pandas deprecation warnings while it builds the
+    # calendar; they are about its internals, not ours, so keep them out of logs.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return xcals.get_calendar("XNYS", start="2015-01-01", end="2035-12-31")
 
 
 def is_trading_day(day: date) -> bool:
