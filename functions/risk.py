@@ -1,0 +1,348 @@
+"""tv_monitor: the time-value risk check of every open spread (SPEC section 4).
+
+Each run (one a minute in market hours) asks every sidecar for its followers'
+positions with quotes, and applies the domain's TV rules *here* (the
+sidecar's own status is not trusted: one set of thresholds, ours):
+
+- status per spread = its short leg's: CRITICAL (TV <= TV_CRITICAL), RISK
+  (TV <= TV_RISK), SAFE; kept in the Redis hash ``tv:{follower_id}`` (field =
+  spread id, TTL) so the next run knows the previous status;
+- every status is published (TV_SAFE/TV_RISK/TV_CRITICAL with the figures) to
+  the alerts stream and topic; only a *change* of status carries the type's
+  severity and so reaches people. Unchanged statuses are published as INFO,
+  which the default routing keeps off Telegram: a RISK spread would otherwise
+  page someone every minute;
+- CRITICAL: ``POST /liquidate`` (one combo market order for both legs), then
+  TV_LIQUIDATED with the fill. The sidecar raises TV_LIQUIDATED too, with the
+  same id, so people get one. A failed liquidation is CRITICAL and is tried
+  again next run (the status stays CRITICAL in Redis);
+- assignment: a long leg whose short is gone, or QQQ stock, is
+  ASSIGNMENT_DETECTED (once per position, remembered in ``assign:{follower_id}``);
+  when it is gone again, ASSIGNMENT_RESOLVED. A short without its long is
+  LEGGED_POSITION.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from spreadpilot.adapters.sidecar_client import (
+    FollowerPositions,
+    OrphanPosition,
+    SidecarRefused,
+    SidecarReply,
+    SidecarUnavailable,
+    SpreadPosition,
+)
+from spreadpilot.clock import Clock, now_new_york
+from spreadpilot.domain import calendar
+from spreadpilot.domain.alerts import Alert, AlertType, Severity
+from spreadpilot.domain.followers import Follower
+from spreadpilot.domain.spreads import Right
+from spreadpilot.domain.timevalue import TvStatus, intrinsic, spread_status, time_value
+
+log = logging.getLogger(__name__)
+
+
+class PositionsPort(Protocol):
+    def all_positions(self) -> list[FollowerPositions]: ...
+
+    def liquidate(self, body: Mapping[str, Any]) -> SidecarReply: ...
+
+
+class FollowerDirectory(Protocol):
+    def list_enabled(self) -> list[Follower]: ...
+
+
+class AlertSink(Protocol):
+    def publish(self, alert: Alert) -> object: ...
+
+
+class StatusStore(Protocol):
+    """The Redis commands the monitor uses (``redis.Redis`` with str responses)."""
+
+    def hgetall(self, name: str) -> Any: ...
+
+    def hset(self, name: str, key: str | None = ..., value: str | None = ..., **kw: Any) -> Any: ...
+
+    def hdel(self, name: str, *keys: str) -> Any: ...
+
+    def expire(self, name: str, time: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    critical: float = 0.10
+    risk: float = 1.00
+
+
+@dataclass
+class TvReport:
+    checked: int = 0
+    statuses: dict[str, str] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
+    liquidated: list[str] = field(default_factory=list)
+    liquidation_failed: dict[str, str] = field(default_factory=dict)
+    assignments: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    market_closed: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class TvMonitor:
+    followers: FollowerDirectory
+    sidecar_for: Callable[[str], PositionsPort]
+    default_sidecar_url: str
+    redis: StatusStore
+    alerts: AlertSink
+    clock: Clock
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    status_ttl_seconds: int = 300
+
+    def run(self, *, force: bool = False) -> TvReport:
+        report = TvReport()
+        now = self.clock.now()
+        if not force and not calendar.is_market_open(now):
+            report.market_closed = True
+            return report
+        by_sidecar: dict[str, set[str]] = {}
+        for follower in self.followers.list_enabled():
+            url = follower.sidecar_url or self.default_sidecar_url
+            by_sidecar.setdefault(url, set()).add(follower.id)
+        for url, follower_ids in sorted(by_sidecar.items()):
+            sidecar = self.sidecar_for(url)
+            try:
+                everyone = sidecar.all_positions()
+            except (SidecarUnavailable, SidecarRefused) as exc:
+                for fid in follower_ids:
+                    report.unreachable[fid] = str(exc)
+                log.warning("positions unavailable from %s: %s", url, exc)
+                continue
+            for positions in everyone:
+                if positions.follower_id not in follower_ids:
+                    continue  # served there, but not (or no longer) enabled
+                if positions.error is not None:
+                    report.unreachable[positions.follower_id] = positions.error
+                    continue
+                self._check_follower(positions, sidecar, now, report)
+        return report
+
+    # -- one follower ------------------------------------------------------------
+    def _check_follower(
+        self, positions: FollowerPositions, sidecar: PositionsPort, now: datetime, report: TvReport
+    ) -> None:
+        fid = positions.follower_id
+        key = f"tv:{fid}"
+        previous = {_text(k): _text(v) for k, v in (self.redis.hgetall(key) or {}).items()}
+        seen: set[str] = set()
+        for spread in positions.spreads:
+            report.checked += 1
+            tv = _short_tv(spread, positions.underlying_mid)
+            if tv is None:
+                log.warning("no TV for %s %s (missing quote)", fid, spread.spread_id)
+                continue
+            status = spread_status(tv, self.thresholds.critical, self.thresholds.risk)
+            seen.add(spread.spread_id)
+            label = f"{fid}:{spread.spread_id}"
+            report.statuses[label] = status.value
+            before = (
+                json.loads(previous[spread.spread_id])["status"]
+                if spread.spread_id in previous
+                else None
+            )
+            changed = before != status.value
+            if changed:
+                report.changes.append(f"{label}:{before or 'NEW'}->{status.value}")
+            figures = _figures(spread, positions.underlying_mid, tv, self.thresholds)
+            self.redis.hset(
+                key,
+                spread.spread_id,
+                json.dumps({**figures, "status": status.value, "at": now.isoformat()}),
+            )
+            self._status_alert(fid, spread, status, before, changed, figures, now)
+            if status is TvStatus.CRITICAL:
+                self._liquidate(fid, spread, sidecar, figures, now, report)
+        stale = [k for k in previous if k not in seen]
+        if stale:
+            self.redis.hdel(key, *stale)
+        self.redis.expire(key, self.status_ttl_seconds)
+        self._assignments(fid, positions.orphans, now, report)
+
+    def _status_alert(
+        self,
+        fid: str,
+        spread: SpreadPosition,
+        status: TvStatus,
+        before: str | None,
+        changed: bool,
+        figures: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        minute = now.strftime("%Y%m%dT%H%M")
+        self.alerts.publish(
+            Alert.create(
+                status.alert_type,
+                None if changed else Severity.INFO,
+                f"{spread.spread_id} time value {figures['tv']:.2f}: {status.value}"
+                + (f" (was {before})" if changed and before else ""),
+                {**figures, "previous_status": before, "changed": changed},
+                now,
+                follower_id=fid,
+                id=f"tv-{fid}-{spread.spread_id}-{status.value}-{minute}",
+            )
+        )
+
+    def _liquidate(
+        self,
+        fid: str,
+        spread: SpreadPosition,
+        sidecar: PositionsPort,
+        figures: dict[str, Any],
+        now: datetime,
+        report: TvReport,
+    ) -> None:
+        label = f"{fid}:{spread.spread_id}"
+        body = {"follower_id": fid, "spread_id": spread.spread_id, "reason": "TV_CRITICAL"}
+        try:
+            result = sidecar.liquidate(body).body or {}
+        except (SidecarUnavailable, SidecarRefused) as exc:
+            report.liquidation_failed[label] = str(exc)
+            self._liquidation_failed(fid, spread, figures, str(exc), now)
+            return
+        if result.get("status") != "FILLED":
+            reason = f"status {result.get('status')}: {result.get('error') or 'not filled'}"
+            report.liquidation_failed[label] = reason
+            self._liquidation_failed(fid, spread, figures, reason, now)
+            return
+        report.liquidated.append(label)
+        self.alerts.publish(
+            Alert.create(
+                AlertType.TV_LIQUIDATED,
+                None,
+                f"closed {spread.spread_id} x{result.get('qty')} at {result.get('avg_price')}",
+                {**result, **figures, "reason": "TV_CRITICAL"},
+                now,
+                follower_id=fid,
+                # The sidecar raises the same alert with this id: one reaches people.
+                id=f"{result.get('order_ref')}:{AlertType.TV_LIQUIDATED.value}",
+            )
+        )
+
+    def _liquidation_failed(
+        self, fid: str, spread: SpreadPosition, figures: dict[str, Any], reason: str, now: datetime
+    ) -> None:
+        self.alerts.publish(
+            Alert.create(
+                AlertType.TV_CRITICAL,
+                Severity.CRITICAL,
+                f"liquidation of {spread.spread_id} failed ({reason}); retrying next cycle",
+                {**figures, "liquidation_error": reason},
+                now,
+                follower_id=fid,
+                id=f"tv-liq-failed-{fid}-{spread.spread_id}-{now.strftime('%Y%m%dT%H%M')}",
+            )
+        )
+
+    def _assignments(
+        self, fid: str, orphans: Sequence[OrphanPosition], now: datetime, report: TvReport
+    ) -> None:
+        key = f"assign:{fid}"
+        known = {_text(k): _text(v) for k, v in (self.redis.hgetall(key) or {}).items()}
+        current: dict[str, OrphanPosition] = {}
+        for orphan in orphans:
+            current[f"{orphan.kind}:{orphan.con_id}"] = orphan
+        day = now_new_york(self.clock).date().isoformat()
+        for ident, orphan in current.items():
+            if ident in known:
+                continue
+            assignment = orphan.kind in ("SHORT_LEG_MISSING", "STOCK_POSITION")
+            kind = AlertType.ASSIGNMENT_DETECTED if assignment else AlertType.LEGGED_POSITION
+            description = _orphan_text(orphan)
+            self.redis.hset(key, ident, json.dumps({"kind": orphan.kind, "at": now.isoformat()}))
+            report.assignments.append(f"{fid}:{ident}")
+            self.alerts.publish(
+                Alert.create(
+                    kind,
+                    Severity.CRITICAL,
+                    f"{description}: "
+                    + (
+                        "an assignment; flatten the stock and close the orphan leg"
+                        if assignment
+                        else "a short leg without its hedge"
+                    ),
+                    {
+                        "kind": orphan.kind,
+                        "con_id": orphan.con_id,
+                        "sec_type": orphan.sec_type,
+                        "right": orphan.right,
+                        "strike": orphan.strike,
+                        "expiry": orphan.expiry.isoformat() if orphan.expiry else None,
+                        "qty": orphan.qty,
+                    },
+                    now,
+                    follower_id=fid,
+                    id=f"orphan-{fid}-{ident}-{day}",
+                )
+            )
+        for ident, raw in known.items():
+            if ident in current:
+                continue
+            self.redis.hdel(key, ident)
+            if json.loads(raw).get("kind") in ("SHORT_LEG_MISSING", "STOCK_POSITION"):
+                report.resolved.append(f"{fid}:{ident}")
+                self.alerts.publish(
+                    Alert.create(
+                        AlertType.ASSIGNMENT_RESOLVED,
+                        None,
+                        f"assignment position {ident} is closed",
+                        {"position": ident},
+                        now,
+                        follower_id=fid,
+                        id=f"resolved-{fid}-{ident}-{day}",
+                    )
+                )
+
+
+def _short_tv(spread: SpreadPosition, underlying_mid: float | None) -> float | None:
+    leg = spread.short
+    if leg.mid is None or underlying_mid is None:
+        return None
+    return time_value(leg.mid, Right(leg.right), leg.strike, underlying_mid)
+
+
+def _figures(
+    spread: SpreadPosition, underlying_mid: float | None, tv: float, th: Thresholds
+) -> dict[str, Any]:
+    short = spread.short
+    assert underlying_mid is not None
+    return {
+        "spread_id": spread.spread_id,
+        "qty": spread.qty,
+        "underlying": underlying_mid,
+        "short_strike": short.strike,
+        "short_right": short.right,
+        "short_mid": short.mid,
+        "intrinsic": intrinsic(Right(short.right), short.strike, underlying_mid),
+        "tv": round(tv, 4),
+        "tv_critical": th.critical,
+        "tv_risk": th.risk,
+    }
+
+
+def _orphan_text(orphan: OrphanPosition) -> str:
+    if orphan.sec_type == "STK":
+        return f"{orphan.qty} QQQ shares held"
+    return f"{orphan.qty} x QQQ {orphan.strike:g}{orphan.right} {orphan.expiry} unpaired"

@@ -1,0 +1,289 @@
+"""Wiring: builds each job's use case from configuration, once per function instance.
+
+Cloud Functions reuse an instance for many invocations, so connections
+(Redis, MongoDB, PostgreSQL, Pub/Sub, HTTP clients) are made once here and
+kept; the use cases themselves take plain dependencies and never read the
+environment. Nothing here logs a secret: settings print redacted.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import gspread.utils
+from pydantic import Field, SecretStr
+from spreadpilot.clock import Clock, clock_from_env
+from spreadpilot.config import Settings
+from spreadpilot.domain.signals import Signal
+
+SIGNALS_TOPIC = "signals"
+
+
+class FunctionSettings(Settings):
+    """The shared settings plus what only the functions need.
+
+    SHEETS_API_BASE exists for the local Sheets stand-in; in production it is
+    Google's. Credentials: GOOGLE_SHEETS_API_KEY for a public sheet, else
+    GOOGLE_APPLICATION_CREDENTIALS / the runtime service account (ADC).
+    """
+
+    sheets_api_base: str = Field(default="https://sheets.googleapis.com")
+    google_sheets_api_key: SecretStr | None = Field(default=None)
+    google_sheet_worksheet: str | None = Field(default=None)
+    poll_duration_seconds: float = Field(default=55.0, gt=0, le=540)
+    alert_max_attempts: int = Field(default=4, ge=1, le=20)
+    alert_retry_base_seconds: float = Field(default=0.5, ge=0)
+    alert_retry_max_seconds: float = Field(default=8.0, ge=0)
+    sidecar_use_id_token: bool = Field(default=False)
+
+
+@cache
+def settings() -> FunctionSettings:
+    return FunctionSettings()
+
+
+@cache
+def clock() -> Clock:
+    """The wall clock, or the shared scaled clock when SIM_START is set (demo, tests)."""
+    return clock_from_env(dict(os.environ))
+
+
+@cache
+def redis_client() -> Any:
+    from spreadpilot.adapters.redis import connect
+
+    return connect(settings().redis_url, timeout=2.0, client_name="spreadpilot-functions")
+
+
+@cache
+def mongo_db() -> Any:
+    from spreadpilot.adapters.mongo import connect, database
+
+    return database(
+        connect(settings().mongo_uri, app_name="spreadpilot-functions"), settings().mongo_db
+    )
+
+
+@cache
+def postgres() -> Any:
+    from spreadpilot.adapters.postgres import Postgres
+
+    return Postgres(settings().pnl_database_url, application_name="spreadpilot-functions")
+
+
+@cache
+def pubsub() -> Any:
+    from spreadpilot.adapters.pubsub import PubSubPublisher
+
+    return PubSubPublisher(settings().pubsub_project_id, timeout=10.0)
+
+
+@cache
+def alert_publisher() -> Any:
+    from spreadpilot.alerting import AlertPublisher, PubSubSink, RedisStreamSink
+
+    return AlertPublisher(
+        [
+            RedisStreamSink(redis_client(), maxlen=settings().alert_stream_maxlen),
+            PubSubSink(pubsub(), timeout=5.0),
+        ],
+        retry_after=1.0,
+    )
+
+
+@cache
+def followers() -> Any:
+    from spreadpilot.storage.followers import FollowersRepository
+
+    return FollowersRepository(mongo_db())
+
+
+class PubSubSignalPublisher:
+    """Pub/Sub ``signals``: the signal's JSON, its id as the ``signal_id`` attribute."""
+
+    def __init__(self, publisher: Any, topic: str = SIGNALS_TOPIC) -> None:
+        self._publisher = publisher
+        self._topic = topic
+
+    def publish_signal(self, signal: Signal, follower_id: str | None = None) -> str:
+        attributes = {"signal_id": signal.signal_id, "source": signal.source}
+        if follower_id:
+            attributes["follower_id"] = follower_id
+        return str(
+            self._publisher.publish(self._topic, signal.to_json().encode("utf-8"), attributes)
+        )
+
+
+def spreadsheet_key(url_or_key: str) -> str:
+    """GOOGLE_SHEET_URL may be the sheet's URL or just its key."""
+    try:
+        return str(gspread.utils.extract_id_from_url(url_or_key))
+    except gspread.exceptions.NoValidUrlKeyFound:
+        return url_or_key
+
+
+@cache
+def signal_poller() -> Any:
+    from spreadpilot.adapters.sheets import sheet_source
+    from spreadpilot.storage.signals import SignalsLedger
+
+    from functions.signals import SignalPoller
+
+    cfg = settings()
+    source = sheet_source(
+        csv_path=cfg.sheet_csv_path,
+        spreadsheet_key=spreadsheet_key(cfg.google_sheet_url) if cfg.google_sheet_url else None,
+        worksheet=cfg.google_sheet_worksheet,
+        api_key=cfg.google_sheets_api_key.get_secret_value() if cfg.google_sheets_api_key else None,
+        base_url=cfg.sheets_api_base,
+    )
+    return SignalPoller(
+        source=source,
+        ledger=SignalsLedger(mongo_db()),
+        published=redis_client(),
+        publisher=PubSubSignalPublisher(pubsub()),
+        alerts=alert_publisher(),
+        clock=clock(),
+        limits=cfg.signal_limits(),
+        interval_seconds=cfg.polling_interval_seconds,
+    )
+
+
+@cache
+def sidecar_for(url: str) -> Any:
+    """One client per sidecar base URL (a follower record may name its shard)."""
+    from spreadpilot.adapters.sidecar_client import SidecarClient, google_id_token, static_token
+
+    cfg = settings()
+    if cfg.sidecar_use_id_token:
+        # Production: a Google-signed ID token whose audience is this sidecar.
+        return SidecarClient(url, google_id_token(url))
+    token = cfg.sidecar_token.get_secret_value() if cfg.sidecar_token else None
+    return SidecarClient(url, static_token(token))
+
+
+@cache
+def signal_dispatcher() -> Any:
+    from functions.dispatch import SignalDispatcher
+
+    return SignalDispatcher(
+        followers=followers(),
+        sidecar_for=sidecar_for,
+        default_sidecar_url=settings().sidecar_url,
+        redis=redis_client(),
+    )
+
+
+class _FollowerChats:
+    """A follower's own Telegram chat for their alerts (from the followers record)."""
+
+    def __init__(self, repo: Any) -> None:
+        self._repo = repo
+
+    def telegram_chat_for(self, follower_id: str) -> str | None:
+        follower = self._repo.get(follower_id)
+        return follower.telegram_chat_id if follower is not None else None
+
+
+@cache
+def alert_fanout() -> Any:
+    from spreadpilot.adapters.sendgrid import SendGridClient
+    from spreadpilot.adapters.telegram import TelegramClient
+    from spreadpilot.storage.alerts import AlertsRepository
+
+    from functions.alerts import AlertFanout, RetryPolicy, Routing
+
+    cfg = settings()
+    telegram = (
+        TelegramClient(cfg.telegram_bot_token.get_secret_value(), base_url=cfg.telegram_api_base)
+        if cfg.telegram_bot_token
+        else None
+    )
+    mail = (
+        SendGridClient(
+            cfg.sendgrid_api_key.get_secret_value(),
+            cfg.alert_from_email,
+            base_url=cfg.sendgrid_api_base,
+        )
+        if cfg.sendgrid_api_key
+        else None
+    )
+    return AlertFanout(
+        redis=redis_client(),
+        clock=clock(),
+        delivery_log=AlertsRepository(mongo_db()),
+        routing=Routing(cfg.alert_routing),
+        retry=RetryPolicy(
+            attempts=cfg.alert_max_attempts,
+            base_delay=cfg.alert_retry_base_seconds,
+            max_delay=cfg.alert_retry_max_seconds,
+        ),
+        telegram=telegram,
+        admin_chat_id=cfg.telegram_admin_chat_id,
+        mail=mail,
+        admin_email=cfg.admin_email,
+        follower_chats=_FollowerChats(followers()),
+    )
+
+
+@cache
+def tv_monitor() -> Any:
+    from functions.risk import Thresholds, TvMonitor
+
+    cfg = settings()
+    return TvMonitor(
+        followers=followers(),
+        sidecar_for=sidecar_for,
+        default_sidecar_url=cfg.sidecar_url,
+        redis=redis_client(),
+        alerts=alert_publisher(),
+        clock=clock(),
+        thresholds=Thresholds(critical=cfg.tv_critical, risk=cfg.tv_risk),
+        status_ttl_seconds=cfg.tv_status_ttl_seconds,
+    )
+
+
+@cache
+def _fills() -> Any:
+    from spreadpilot.storage.fills import FillsRepository
+
+    return FillsRepository(postgres())
+
+
+@cache
+def _pnl() -> Any:
+    from spreadpilot.storage.pnl import PnlRepository
+
+    return PnlRepository(postgres())
+
+
+def mark_to_market(marks_per_run: int, spacing_seconds: float) -> Any:
+    from functions.pnl import MarkToMarket, SidecarMarks
+
+    return MarkToMarket(
+        followers=followers(),
+        fills=_fills(),
+        repo=_pnl(),
+        marks=SidecarMarks(sidecar_for, settings().sidecar_url),
+        clock=clock(),
+        marks_per_run=marks_per_run,
+        spacing_seconds=spacing_seconds,
+    )
+
+
+@cache
+def daily_rollup() -> Any:
+    from functions.pnl import DailyRollup
+
+    return DailyRollup(fills=_fills(), repo=_pnl(), clock=clock())
+
+
+@cache
+def monthly_rollup() -> Any:
+    from functions.pnl import MonthlyRollup
+
+    return MonthlyRollup(
+        followers=followers(), repo=_pnl(), clock=clock(), fx_rate=settings().commission_fx_rate
+    )

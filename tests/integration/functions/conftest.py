@@ -1,0 +1,70 @@
+"""Fixtures for the function tests: per-test environment and Pub/Sub topics."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fn_harness import FunctionEnv, Topic
+
+
+@pytest.fixture
+def function_env(
+    devstack: Any, mongo_db: Any, pg_dsn: str, tmp_path: Path
+) -> Iterator[FunctionEnv]:
+    """Environment for function processes: this test's stores and Pub/Sub project."""
+    project = f"fn-{uuid.uuid4().hex[:10]}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
+    base.update(devstack.environ())
+    base.update(
+        {
+            "MONGO_DB": mongo_db.name,
+            "PNL_DATABASE_URL": pg_dsn,
+            "PUBSUB_PROJECT_ID": project,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env = FunctionEnv(base, mongo_db.name, pg_dsn, project, tmp_path)
+    yield env
+    for server in env.servers:
+        server.stop()
+
+
+@pytest.fixture
+def topics(function_env: FunctionEnv, pubsub_clients: tuple[Any, Any]) -> Callable[[str], Topic]:
+    """``topics("signals")`` -> a created topic + subscription in the test's project."""
+    publisher, subscriber = pubsub_clients
+
+    def make(topic_id: str) -> Topic:
+        return Topic(function_env.project_id, topic_id, publisher, subscriber).create()
+
+    return make
+
+
+# ---------------------------------------------------------------- the sidecar stack
+# The sidecar's own test fixture (ibsim + the sidecar under uvicorn, followers in
+# this test's MongoDB database) is reused as is, not re-implemented here.
+def _load_sidecar_fixtures() -> Any:
+    import importlib.util
+    import sys
+
+    directory = Path(__file__).resolve().parents[1] / "sidecar"
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+    spec = importlib.util.spec_from_file_location(
+        "sidecar_stack_fixtures", directory / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_sidecar_fixtures = _load_sidecar_fixtures()
+make_stack = _sidecar_fixtures.make_stack
+FollowerSpec = _sidecar_fixtures.FollowerSpec
