@@ -19,6 +19,7 @@ from typing import Any
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
+from spreadpilot.config import get_settings
 
 from functions import runtime
 
@@ -43,7 +44,7 @@ def poll_signals(request: flask.Request) -> flask.Response:
     """Poll the signal sheet until this invocation's deadline (body: duration_seconds)."""
     try:
         seconds = _number(
-            _json_body(request), "duration_seconds", runtime.settings().poll_duration_seconds
+            _json_body(request), "duration_seconds", get_settings().poll_duration_seconds
         )
     except ValueError as exc:
         return flask.make_response({"error": str(exc)}, 400)
@@ -88,7 +89,7 @@ def pnl_mtm(request: flask.Request) -> flask.Response:
     body = _json_body(request)
     try:
         marks = int(_number(body, "marks", 2))
-        spacing = _number(body, "spacing_seconds", runtime.settings().mtm_interval_seconds)
+        spacing = _number(body, "spacing_seconds", get_settings().mtm_interval_seconds)
     except ValueError as exc:
         return flask.make_response({"error": str(exc)}, 400)
     job = runtime.mark_to_market(marks, spacing)

@@ -3,7 +3,9 @@
 Cloud Functions reuse an instance for many invocations, so connections
 (Redis, MongoDB, PostgreSQL, Pub/Sub, HTTP clients) are made once here and
 kept; the use cases themselves take plain dependencies and never read the
-environment. Nothing here logs a secret: settings print redacted.
+environment. Configuration is the one shared model (``spreadpilot.config.Settings``,
+read once by ``get_settings()``); nothing here defines settings of its own.
+Nothing here logs a secret: settings print redacted.
 """
 
 from __future__ import annotations
@@ -13,35 +15,16 @@ from functools import cache
 from typing import Any
 
 import gspread.utils
-from pydantic import Field, SecretStr
 from spreadpilot.clock import Clock, clock_from_env
-from spreadpilot.config import Settings
+from spreadpilot.config import Settings, get_settings
 from spreadpilot.domain.signals import Signal
 
 SIGNALS_TOPIC = "signals"
 
 
-class FunctionSettings(Settings):
-    """The shared settings plus what only the functions need.
-
-    SHEETS_API_BASE exists for the local Sheets stand-in; in production it is
-    Google's. Credentials: GOOGLE_SHEETS_API_KEY for a public sheet, else
-    GOOGLE_APPLICATION_CREDENTIALS / the runtime service account (ADC).
-    """
-
-    sheets_api_base: str = Field(default="https://sheets.googleapis.com")
-    google_sheets_api_key: SecretStr | None = Field(default=None)
-    google_sheet_worksheet: str | None = Field(default=None)
-    poll_duration_seconds: float = Field(default=55.0, gt=0, le=540)
-    alert_max_attempts: int = Field(default=4, ge=1, le=20)
-    alert_retry_base_seconds: float = Field(default=0.5, ge=0)
-    alert_retry_max_seconds: float = Field(default=8.0, ge=0)
-    sidecar_use_id_token: bool = Field(default=False)
-
-
-@cache
-def settings() -> FunctionSettings:
-    return FunctionSettings()
+# Deprecated alias, not a second model: tests/unit/deploy/test_secrets.py still
+# imports this name. Delete it once that test reads ``Settings.model_fields`` alone.
+FunctionSettings = Settings
 
 
 @cache
@@ -54,7 +37,7 @@ def clock() -> Clock:
 def redis_client() -> Any:
     from spreadpilot.adapters.redis import connect
 
-    return connect(settings().redis_url, timeout=2.0, client_name="spreadpilot-functions")
+    return connect(get_settings().redis_url, timeout=2.0, client_name="spreadpilot-functions")
 
 
 @cache
@@ -62,7 +45,7 @@ def mongo_db() -> Any:
     from spreadpilot.adapters.mongo import connect, database
 
     return database(
-        connect(settings().mongo_uri, app_name="spreadpilot-functions"), settings().mongo_db
+        connect(get_settings().mongo_uri, app_name="spreadpilot-functions"), get_settings().mongo_db
     )
 
 
@@ -70,14 +53,14 @@ def mongo_db() -> Any:
 def postgres() -> Any:
     from spreadpilot.adapters.postgres import Postgres
 
-    return Postgres(settings().pnl_database_url, application_name="spreadpilot-functions")
+    return Postgres(get_settings().pnl_database_url, application_name="spreadpilot-functions")
 
 
 @cache
 def pubsub() -> Any:
     from spreadpilot.adapters.pubsub import PubSubPublisher
 
-    return PubSubPublisher(settings().pubsub_project_id, timeout=10.0)
+    return PubSubPublisher(get_settings().pubsub_project_id, timeout=10.0)
 
 
 @cache
@@ -86,7 +69,7 @@ def alert_publisher() -> Any:
 
     return AlertPublisher(
         [
-            RedisStreamSink(redis_client(), maxlen=settings().alert_stream_maxlen),
+            RedisStreamSink(redis_client(), maxlen=get_settings().alert_stream_maxlen),
             PubSubSink(pubsub(), timeout=5.0),
         ],
         retry_after=1.0,
@@ -131,7 +114,7 @@ def signal_poller() -> Any:
 
     from functions.signals import SignalPoller
 
-    cfg = settings()
+    cfg = get_settings()
     source = sheet_source(
         csv_path=cfg.sheet_csv_path,
         spreadsheet_key=spreadsheet_key(cfg.google_sheet_url) if cfg.google_sheet_url else None,
@@ -156,7 +139,7 @@ def sidecar_for(url: str) -> Any:
     """One client per sidecar base URL (a follower record may name its shard)."""
     from spreadpilot.adapters.sidecar_client import SidecarClient, google_id_token, static_token
 
-    cfg = settings()
+    cfg = get_settings()
     if cfg.sidecar_use_id_token:
         # Production: a Google-signed ID token whose audience is this sidecar.
         return SidecarClient(url, google_id_token(url))
@@ -171,7 +154,7 @@ def signal_dispatcher() -> Any:
     return SignalDispatcher(
         followers=followers(),
         sidecar_for=sidecar_for,
-        default_sidecar_url=settings().sidecar_url,
+        default_sidecar_url=get_settings().sidecar_url,
         redis=redis_client(),
     )
 
@@ -195,7 +178,7 @@ def alert_fanout() -> Any:
 
     from functions.alerts import AlertFanout, RetryPolicy, Routing
 
-    cfg = settings()
+    cfg = get_settings()
     telegram = (
         TelegramClient(cfg.telegram_bot_token.get_secret_value(), base_url=cfg.telegram_api_base)
         if cfg.telegram_bot_token
@@ -232,7 +215,7 @@ def alert_fanout() -> Any:
 def tv_monitor() -> Any:
     from functions.risk import Thresholds, TvMonitor
 
-    cfg = settings()
+    cfg = get_settings()
     return TvMonitor(
         followers=followers(),
         sidecar_for=sidecar_for,
@@ -266,7 +249,7 @@ def mark_to_market(marks_per_run: int, spacing_seconds: float) -> Any:
         followers=followers(),
         fills=_fills(),
         repo=_pnl(),
-        marks=SidecarMarks(sidecar_for, settings().sidecar_url),
+        marks=SidecarMarks(sidecar_for, get_settings().sidecar_url),
         clock=clock(),
         marks_per_run=marks_per_run,
         spacing_seconds=spacing_seconds,
@@ -285,5 +268,5 @@ def monthly_rollup() -> Any:
     from functions.pnl import MonthlyRollup
 
     return MonthlyRollup(
-        followers=followers(), repo=_pnl(), clock=clock(), fx_rate=settings().commission_fx_rate
+        followers=followers(), repo=_pnl(), clock=clock(), fx_rate=get_settings().commission_fx_rate
     )

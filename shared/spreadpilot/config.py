@@ -156,6 +156,31 @@ class Settings(BaseSettings):
     sheet_csv_path: str | None = Field(
         default=None, description="Read signals from this CSV file instead of Google (demo)."
     )
+    google_sheet_worksheet: str | None = Field(
+        default=None,
+        description="Worksheet (tab) title holding the signals; unset = the sheet's first tab.",
+    )
+    google_sheets_api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "API key for a sheet shared publicly; unset = service-account credentials "
+            "(GOOGLE_APPLICATION_CREDENTIALS or the runtime's ADC)."
+        ),
+    )
+    sheets_api_base: str = Field(
+        default="https://sheets.googleapis.com",
+        description="Sheets API v4 base URL: Google's, or the local stand-in in tests.",
+    )
+    poll_duration_seconds: float = Field(
+        default=55.0,
+        gt=0,
+        le=540,
+        description=(
+            "How long one poll_signals invocation keeps polling; it is fired every minute, "
+            "so just under 60 s covers the window, and it must end before the function's "
+            "timeout (540 s at most)."
+        ),
+    )
 
     # --- Risk and P&L -------------------------------------------------------
     position_check_interval_seconds: float = Field(
@@ -211,6 +236,13 @@ class Settings(BaseSettings):
     sidecar_token: SecretStr | None = Field(
         default=None, description="Static bearer token for the API."
     )
+    sidecar_use_id_token: bool = Field(
+        default=False,
+        description=(
+            "Functions authenticate to the sidecar with a Google-signed ID token of their "
+            "service account (production) instead of SIDECAR_TOKEN."
+        ),
+    )
 
     # --- Alerts -------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(
@@ -228,6 +260,20 @@ class Settings(BaseSettings):
     admin_email: str | None = Field(default=None, description="Where e-mailed alerts go.")
     alert_from_email: str = Field(
         default="alerts@spreadpilot.local", description="Sender address of e-mailed alerts."
+    )
+    alert_max_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Delivery attempts per alert and channel before it is dead-lettered.",
+    )
+    alert_retry_base_seconds: float = Field(
+        default=0.5, ge=0, description="First retry delay of an alert delivery; doubles each time."
+    )
+    alert_retry_max_seconds: float = Field(
+        default=8.0,
+        ge=0,
+        description="Longest delay between alert delivery retries (caps the doubling).",
     )
     alert_routing: Annotated[AlertRouting, NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_ALERT_ROUTING),
@@ -260,6 +306,16 @@ class Settings(BaseSettings):
             return "0" + value.strip()
         return value
 
+    @field_validator("sheets_api_base")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        # A bare host or a typo'd scheme would otherwise surface only as a
+        # confusing gspread error at 09:27, inside the signal window.
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"SHEETS_API_BASE must be an http(s) URL, got {value!r}")
+        return value.strip().rstrip("/")
+
     @field_validator("price_increment")
     @classmethod
     def _whole_ticks(cls, value: float) -> float:
@@ -272,6 +328,11 @@ class Settings(BaseSettings):
         if self.tv_critical > self.tv_risk:
             raise ValueError(
                 f"TV_CRITICAL ({self.tv_critical}) must not exceed TV_RISK ({self.tv_risk})"
+            )
+        if self.alert_retry_max_seconds < self.alert_retry_base_seconds:
+            raise ValueError(
+                f"ALERT_RETRY_MAX_SECONDS ({self.alert_retry_max_seconds}) must not be below "
+                f"ALERT_RETRY_BASE_SECONDS ({self.alert_retry_base_seconds})"
             )
         if (self.vault_enabled or self.secrets_backend == "vault") and not self.vault_addr:
             raise ValueError("VAULT_ADDR is required when Vault is the secrets backend")

@@ -67,6 +67,59 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.signal_limits().max_spread_width == 5.0
 
 
+def test_function_settings_defaults() -> None:
+    """What the Cloud Functions read lives in the one model, with production defaults."""
+    s = Settings()
+    assert s.sheets_api_base == "https://sheets.googleapis.com"
+    assert s.google_sheets_api_key is None and s.google_sheet_worksheet is None
+    assert s.poll_duration_seconds == 55.0  # fired every minute: one invocation per minute
+    assert (s.alert_max_attempts, s.alert_retry_base_seconds, s.alert_retry_max_seconds) == (
+        4,
+        0.5,
+        8.0,
+    )
+    assert s.sidecar_use_id_token is False
+
+
+def test_function_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHEETS_API_BASE", "http://127.0.0.1:8765/")
+    monkeypatch.setenv("GOOGLE_SHEETS_API_KEY", "AIza-s3cret")
+    monkeypatch.setenv("GOOGLE_SHEET_WORKSHEET", "Signals")
+    monkeypatch.setenv("POLL_DURATION_SECONDS", "12.5")
+    monkeypatch.setenv("ALERT_MAX_ATTEMPTS", "6")
+    monkeypatch.setenv("ALERT_RETRY_BASE_SECONDS", "0")
+    monkeypatch.setenv("ALERT_RETRY_MAX_SECONDS", "0")
+    monkeypatch.setenv("SIDECAR_USE_ID_TOKEN", "true")
+    s = Settings()
+    assert s.sheets_api_base == "http://127.0.0.1:8765"  # trailing slash dropped
+    assert s.google_sheets_api_key is not None
+    assert s.google_sheets_api_key.get_secret_value() == "AIza-s3cret"
+    for text in (repr(s), str(s), s.model_dump_json()):
+        assert "s3cret" not in text
+    assert s.google_sheet_worksheet == "Signals"
+    assert s.poll_duration_seconds == 12.5
+    assert (s.alert_max_attempts, s.alert_retry_base_seconds, s.alert_retry_max_seconds) == (
+        6,
+        0.0,
+        0.0,
+    )
+    assert s.sidecar_use_id_token is True
+
+
+def test_functions_use_the_one_model() -> None:
+    """The functions' wiring reads ``get_settings()``; there is no second settings class."""
+    from pydantic_settings import BaseSettings
+
+    import functions.runtime as runtime
+
+    models = [
+        v
+        for v in vars(runtime).values()
+        if isinstance(v, type) and issubclass(v, BaseSettings) and v is not Settings
+    ]
+    assert models == []
+
+
 @pytest.mark.parametrize(
     ("env", "value", "fragment"),
     [
@@ -80,6 +133,13 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ALERT_ROUTING", "CRITICAL=pigeon", "unknown alert channel 'pigeon'"),
         ("ALERT_ROUTING", "LOUD=telegram", "unknown severity 'LOUD'"),
         ("ALERT_ROUTING", "{not json", "not valid JSON"),
+        ("SHEETS_API_BASE", "sheets.googleapis.com", "SHEETS_API_BASE must be an http(s) URL"),
+        ("POLL_DURATION_SECONDS", "0", "poll_duration_seconds"),
+        ("POLL_DURATION_SECONDS", "600", "poll_duration_seconds"),
+        ("ALERT_MAX_ATTEMPTS", "0", "alert_max_attempts"),
+        ("ALERT_RETRY_BASE_SECONDS", "-1", "alert_retry_base_seconds"),
+        ("ALERT_RETRY_MAX_SECONDS", "0.1", "must not be below ALERT_RETRY_BASE_SECONDS (0.5)"),
+        ("SIDECAR_USE_ID_TOKEN", "maybe", "sidecar_use_id_token"),
     ],
 )
 def test_validation_errors_are_clear(
