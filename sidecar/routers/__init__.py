@@ -1,0 +1,1 @@
+"""HTTP routers, one per concern; each only parses, calls one use case and formats."""

@@ -1,0 +1,79 @@
+"""``POST /trade/signal``: the seed's manual body; 202 with one execution per follower."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+from spreadpilot.clock import now_new_york
+from spreadpilot.domain.signals import InvalidSignal, manual_signal
+
+from sidecar.routers._deps import RuntimeDep, session_or_404
+
+router = APIRouter(tags=["trading"])
+
+
+class TradeSignalBody(BaseModel):
+    """The seed's body. Values are checked by the domain parser, which names the problem."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str = Field(
+        description="vertical_spread | bull_put | bear_call | Long | Short", max_length=64
+    )
+    qty_per_leg: int | float | str
+    strike_long: float | int | str
+    strike_short: float | int | str
+    follower_id: str | None = Field(default=None, max_length=128)
+    expiry: str | None = Field(default=None, max_length=32, description="YYYY-MM-DD; default today")
+    signal_id: str | None = Field(default=None, max_length=200)
+    ticker: str | None = Field(default=None, max_length=16)
+
+
+class ExecutionRef(BaseModel):
+    execution_id: str
+    follower_id: str
+    state: str
+    created: bool
+
+
+class TradeSignalReply(BaseModel):
+    signal_id: str
+    strategy: str
+    executions: list[ExecutionRef]
+
+
+@router.post("/trade/signal", status_code=202, response_model=TradeSignalReply)
+async def trade_signal(body: TradeSignalBody, runtime: RuntimeDep) -> dict[str, Any]:
+    raw = body.model_dump(exclude_none=True)
+    today = now_new_york(runtime.clock).date()
+    try:
+        signal = manual_signal(raw, today=today, limits=runtime.settings.signal_limits())
+    except InvalidSignal as exc:
+        raise HTTPException(status_code=422, detail=exc.reason) from None
+
+    if body.follower_id is not None:
+        session = session_or_404(runtime, body.follower_id)
+        if not session.follower.enabled:
+            raise HTTPException(status_code=409, detail=f"follower {body.follower_id} is disabled")
+        targets = [session.follower]
+    else:
+        targets = [f for f in runtime.pool.followers() if f.enabled]
+
+    executions = []
+    for follower in targets:
+        record = await runtime.executor.submit(signal, follower)
+        executions.append(
+            {
+                "execution_id": record["_id"],
+                "follower_id": follower.id,
+                "state": record["state"],
+                "created": record["created"],
+            }
+        )
+    return {
+        "signal_id": signal.signal_id,
+        "strategy": signal.strategy.value,
+        "executions": executions,
+    }

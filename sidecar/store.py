@@ -1,0 +1,64 @@
+"""What the sidecar needs from its stores, as small async interfaces.
+
+The executor is written against these protocols, not against pymongo or
+pg8000 directly, for one reason: every store call must be awaited *off* the
+event loop (the drivers are synchronous and a dead database would freeze every
+follower's ladder), and each call site must be able to treat "store down" as a
+normal, handled outcome. The concrete adapters live in ``sidecar.stores_impl``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from spreadpilot.domain.execution import ExecutionState
+from spreadpilot.domain.signals import Signal
+
+Record = dict[str, Any]
+
+
+class StoreUnavailable(Exception):
+    """A database did not answer; the caller decides whether that is fatal."""
+
+
+class StaleRecord(Exception):
+    """A compare-and-set lost: the record is not in the state the caller expected."""
+
+
+class ExecutionStore(Protocol):
+    """The ``executions`` collection (one record per signal and follower)."""
+
+    async def create(self, signal: Signal, follower_id: str, at: datetime) -> tuple[bool, Record]:
+        """Insert the RECEIVED record unless one exists for (signal_id, follower_id).
+
+        Returns (created, the stored record). The unique index decides, so ten
+        concurrent deliveries of one signal create exactly one record.
+        """
+        ...
+
+    async def get(self, execution_id: str) -> Record | None: ...
+
+    async def advance(
+        self, current: Record, target: ExecutionState, fields: Record, at: datetime
+    ) -> Record:
+        """Compare-and-set from ``current`` (state and version); raises ``StaleRecord``."""
+        ...
+
+    async def find_unfinished(self, follower_id: str | None = None) -> list[Record]: ...
+
+    async def find_by_order_ref(self, order_ref: str) -> Record | None: ...
+
+    async def list_for_signal(self, signal_id: str) -> list[Record]: ...
+
+
+class FollowerSource(Protocol):
+    async def list_all(self) -> list[Any]: ...
+
+
+class ModeStore(Protocol):
+    """Best-effort persistence of the kill-switch modes (may be down)."""
+
+    async def load(self) -> Record | None: ...
+
+    async def save(self, state: Record) -> None: ...

@@ -1,0 +1,224 @@
+"""The concrete stores behind ``sidecar.store``: the shared repositories, off the loop.
+
+pymongo and pg8000 are synchronous. Each call runs in a worker thread
+(``asyncio.to_thread``) so that a slow or dead database stalls only the
+caller, never the event loop that carries every follower's ladder and the kill
+switch. Driver errors become ``StoreUnavailable``.
+
+Executions are handed to the executor as flat dicts: the repository's typed
+fields plus the free-form ``data`` merged in, so the executor can keep its
+step outputs (ladder, quotes, margin figures) next to the state they belong to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+from spreadpilot.adapters.mongo import Document, to_bson, with_codec
+from spreadpilot.domain.execution import ExecutionState
+from spreadpilot.domain.followers import Follower
+from spreadpilot.domain.signals import Signal
+from spreadpilot.storage.executions import (
+    ExecutionEvent,
+    ExecutionRecord,
+    ExecutionsRepository,
+)
+from spreadpilot.storage.followers import FollowersRepository
+
+from sidecar.store import Record, StaleRecord, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Executor keys that map onto the repository's typed fields.
+_TYPED = {
+    "qty": "qty",
+    "order_id": "order_id",
+    "perm_id": "perm_id",
+    "filled_qty": "filled_qty",
+    "limit": "limit_price",
+    "fill_price": "fill_price",
+    "rung": "rung",
+    "error": "error",
+}
+_IGNORED = frozenset({"history", "updated_at", "_id", "state", "signal_id", "follower_id"})
+
+
+async def _off_loop(fn: Callable[[], T], what: str) -> T:
+    try:
+        return await asyncio.to_thread(fn)
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"{what}: {type(exc).__name__}") from exc
+
+
+def flatten(rec: ExecutionRecord) -> Record:
+    """Repository record -> the executor's flat dict."""
+    out: Record = dict(rec.data)
+    out.update(
+        {
+            "_id": rec.id,
+            "signal_id": rec.signal_id,
+            "follower_id": rec.follower_id,
+            "trading_date": rec.trading_date.isoformat(),
+            "order_ref": rec.order_ref,
+            "state": rec.state.value,
+            "version": rec.version,
+            "signal": rec.signal.model_dump(mode="json") if rec.signal else None,
+            "qty": rec.qty,
+            "order_id": rec.order_id,
+            "perm_id": rec.perm_id,
+            "filled_qty": rec.filled_qty,
+            "limit": rec.limit_price,
+            "fill_price": rec.fill_price,
+            "rung": rec.rung,
+            "error": rec.error,
+            "created_at": rec.created_at,
+            "updated_at": rec.updated_at,
+            "events": [e.model_dump(mode="json") for e in rec.events],
+        }
+    )
+    return out
+
+
+def public_view(record: Record) -> Record:
+    """A record as the API shows it (JSON-safe, no internal bookkeeping)."""
+    out = {k: v for k, v in record.items() if k not in ("version",)}
+    out["execution_id"] = out.pop("_id")
+    for key, value in list(out.items()):
+        if isinstance(value, datetime):
+            out[key] = value.astimezone(UTC).isoformat()
+    return out
+
+
+def _json_data(value: Any) -> Any:
+    bson = to_bson(value)
+    if isinstance(bson, datetime):
+        return bson.isoformat()
+    if isinstance(bson, dict):
+        return {k: _json_data(v) for k, v in bson.items()}
+    if isinstance(bson, list):
+        return [_json_data(v) for v in bson]
+    return bson
+
+
+class MongoExecutionStore:
+    """``ExecutionStore`` over the shared ``ExecutionsRepository``."""
+
+    def __init__(self, db: Database[Any]) -> None:
+        self._repo = ExecutionsRepository(db)
+
+    async def ensure_indexes(self) -> None:
+        await _off_loop(self._repo.ensure_indexes, "ensure_indexes")
+
+    async def create(self, signal: Signal, follower_id: str, at: datetime) -> tuple[bool, Record]:
+        record = ExecutionRecord.new(signal, follower_id, at)
+        stored, created = await _off_loop(
+            lambda: self._repo.create_if_absent(record), "create_if_absent"
+        )
+        return created, flatten(stored)
+
+    async def get(self, execution_id: str) -> Record | None:
+        rec = await _off_loop(lambda: self._repo.get(execution_id), "get")
+        return None if rec is None else flatten(rec)
+
+    async def advance(
+        self,
+        current: Record,
+        target: ExecutionState,
+        fields: Record,
+        at: datetime,
+    ) -> Record:
+        """Compare-and-set on state *and* version; ``fields`` merge into the record."""
+        typed: dict[str, Any] = {}
+        data = {
+            k: v
+            for k, v in current.items()
+            if k not in _TYPED
+            and k not in _IGNORED
+            and k
+            not in (
+                "signal",
+                "trading_date",
+                "order_ref",
+                "version",
+                "created_at",
+                "events",
+            )
+        }
+        for key, value in fields.items():
+            if key in _TYPED:
+                typed[_TYPED[key]] = value
+            elif key not in _IGNORED:
+                data[key] = _json_data(value)
+        typed["data"] = data
+        expected = ExecutionState(current["state"])
+        detail = {
+            k: _json_data(v) for k, v in fields.items() if k in ("rung", "limit", "filled_qty")
+        }
+        kind = "transition" if target is not expected else "update"
+        event = ExecutionEvent(
+            at=at, kind=kind, state=target, detail={"from": expected.value, **detail}
+        )
+        rec = await _off_loop(
+            lambda: self._repo.advance(
+                current["_id"],
+                expected,
+                target,
+                typed,
+                at=at,
+                event=event,
+                expected_version=int(current["version"]),
+            ),
+            "advance",
+        )
+        if rec is None:
+            raise StaleRecord(current["_id"])
+        return flatten(rec)
+
+    async def find_unfinished(self, follower_id: str | None = None) -> list[Record]:
+        recs = await _off_loop(lambda: self._repo.find_unfinished(follower_id), "find_unfinished")
+        return [flatten(r) for r in recs]
+
+    async def find_by_order_ref(self, order_ref: str) -> Record | None:
+        rec = await _off_loop(lambda: self._repo.find_by_order_ref(order_ref), "find_by_ref")
+        return None if rec is None else flatten(rec)
+
+    async def list_for_signal(self, signal_id: str) -> list[Record]:
+        recs = await _off_loop(lambda: self._repo.list_for_signal(signal_id), "list_for_signal")
+        return [flatten(r) for r in recs]
+
+
+class MongoFollowerSource:
+    """Follower records, read off the loop."""
+
+    def __init__(self, db: Database[Any]) -> None:
+        self._repo = FollowersRepository(db)
+
+    async def list_all(self) -> list[Follower]:
+        return await _off_loop(self._repo.list_all, "followers.list_all")
+
+
+class MongoModeStore:
+    """The kill-switch modes, persisted best-effort in one document."""
+
+    def __init__(self, db: Database[Any]) -> None:
+        self._col = with_codec(db)["kill_switch"]
+
+    async def load(self) -> Record | None:
+        doc: Document | None = await _off_loop(
+            lambda: self._col.find_one({"_id": "modes"}), "kill_switch.load"
+        )
+        return doc
+
+    async def save(self, state: Record) -> None:
+        doc = {"_id": "modes", **to_bson(state)}
+        await _off_loop(
+            lambda: self._col.replace_one({"_id": "modes"}, doc, upsert=True), "kill_switch.save"
+        )
