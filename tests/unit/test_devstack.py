@@ -12,20 +12,26 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from spreadpilot.cli import main
 from spreadpilot.devstack import (
+    BIN_CACHE_ENV,
     DevstackError,
     ServiceEnv,
+    bin_cache_dir,
     configured_port,
+    ensure_binary,
     ensure_services,
     install,
     layout,
     process,
     service_env,
+    services,
     services_status,
     stop_services,
 )
@@ -122,7 +128,7 @@ def test_log_tail_keeps_the_end(tmp_path: Path) -> None:
     assert "no log" in process.tail(tmp_path / "missing.log")
 
 
-# ---------------------------------------------------------------- Go build stamp
+# ---------------------------------------------------------------- Go builds
 
 
 def test_fingerprint_follows_go_sources(tmp_path: Path) -> None:
@@ -132,7 +138,140 @@ def test_fingerprint_follows_go_sources(tmp_path: Path) -> None:
     assert install.tools_fingerprint(tools) == before
     main_go = tools / "cmd" / "pubsub-fake" / "main.go"
     main_go.write_text(main_go.read_text() + "\n// changed\n")
-    assert install.tools_fingerprint(tools) != before
+    changed = install.tools_fingerprint(tools)
+    assert changed != before
+    # Nested modules are separate builds: bumping OpenTofu must not rebuild FerretDB.
+    (tools / "opentofu" / "go.sum").write_text("bumped\n")
+    (tools / "opentofu" / "tools.go").write_text("package tools\n")
+    assert install.tools_fingerprint(tools) == changed
+
+
+def test_services_up_builds_only_the_servers_binaries() -> None:
+    """OpenBao and OpenTofu take minutes cold: only their tests may build them."""
+    go_services = [c for c in services._CLASSES.values() if issubclass(c, services._GoService)]
+    assert {c.binary for c in go_services} == {"ferretdb", "pubsub-fake"}
+    assert {"bao", "tofu"} <= set(install.GO_BINARIES)
+    for spec in install.GO_BINARIES.values():
+        assert (layout().repo_root / spec.module / "go.sum").is_file(), spec
+
+
+def test_bin_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(BIN_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert bin_cache_dir() == tmp_path / "spreadpilot" / "bin"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
+    assert bin_cache_dir() == Path.home() / ".cache" / "spreadpilot" / "bin"
+    monkeypatch.setenv(BIN_CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert bin_cache_dir() == tmp_path / "elsewhere"
+
+
+def _hello(msg: str) -> str:
+    return f'package main\n\nimport "fmt"\n\nfunc main() {{ fmt.Println("{msg}") }}\n'
+
+
+@pytest.fixture
+def hello_module(
+    tmp_path: Path, scratch_stack: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A one-file Go module registered as binary ``hello``, with an empty binary cache."""
+    module = tmp_path / "hello"
+    module.mkdir()
+    (module / "go.mod").write_text("module example.com/hello\n\ngo 1.24\n")
+    (module / "main.go").write_text(_hello("v1"))
+    monkeypatch.setenv(BIN_CACHE_ENV, str(tmp_path / "bincache"))
+    spec = install.GoBinary("hello", str(module), ".", "the hello fixture")
+    monkeypatch.setitem(install.GO_BINARIES, "hello", spec)
+    yield module
+
+
+def _no_go(purpose: str = "") -> str:
+    raise AssertionError(f"go was invoked for {purpose}")
+
+
+def _run(exe: Path) -> str:
+    return subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_ensure_binary_builds_once_then_reuses_the_user_cache(
+    hello_module: Path, scratch_stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages: list[str] = []
+    exe = ensure_binary("hello", report=messages.append)
+    assert exe == scratch_stack / "bin" / "hello"
+    assert _run(exe) == "v1"
+    assert any("built in" in m for m in messages)
+    cached = install.cached_binary("hello")
+    assert cached.parent == tmp_path / "bincache"
+    assert os.path.samefile(cached, exe)  # a hard link, not a second copy
+
+    # Warm checkout: no go, no lock, nothing reported.
+    real_find_go = install.find_go
+    monkeypatch.setattr(install, "find_go", _no_go)
+    messages.clear()
+    assert ensure_binary("hello", report=messages.append) == exe
+    assert messages == []
+
+    # A fresh clone (empty .devstack) on the same machine: linked from the cache.
+    fresh = tmp_path / "fresh-devstack"
+    monkeypatch.setenv("SP_DEVSTACK_DIR", str(fresh))
+    assert _run(ensure_binary("hello", report=messages.append)) == "v1"
+    assert messages == [f"the hello fixture: reusing {cached}"]
+
+    # Editing the module's sources makes both copies stale.
+    monkeypatch.setattr(install, "find_go", real_find_go)
+    monkeypatch.setenv("SP_DEVSTACK_DIR", str(scratch_stack))
+    (hello_module / "main.go").write_text(_hello("v2"))
+    assert not install.binary_current("hello")
+    assert _run(ensure_binary("hello")) == "v2"
+    assert install.cached_binary("hello") != cached
+    assert cached.is_file()  # the previous pin stays cached for a branch switch
+
+
+def test_a_failed_build_raises_with_the_log_tail(hello_module: Path, scratch_stack: Path) -> None:
+    (hello_module / "main.go").write_text("package main\n\nfunc main() { undefinedThing() }\n")
+    with pytest.raises(DevstackError) as err:
+        ensure_binary("hello")
+    message = str(err.value)
+    assert message.startswith("the hello fixture: `go build .`")
+    assert "undefined: undefinedThing" in message
+    assert f"log: {scratch_stack / 'bin' / 'hello.build.log'}" in message
+    assert not (scratch_stack / "bin" / "hello").exists()
+    assert not any(bin_cache_dir().glob("hello-*"))
+
+
+def test_concurrent_callers_build_once(hello_module: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[str] = []
+    real_build = install._go_build
+
+    def counting_build(spec: install.GoBinary, *args: Any) -> None:
+        builds.append(spec.name)
+        time.sleep(0.5)  # let the other caller reach the lock while we build
+        real_build(spec, *args)
+
+    monkeypatch.setattr(install, "_go_build", counting_build)
+    lay = layout()
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: ensure_binary("hello", lay=lay), range(2)))
+    assert builds == ["hello"]
+    assert paths[0] == paths[1]
+    assert _run(paths[0]) == "v1"
+
+
+def test_prune_keeps_the_most_recently_used(tmp_path: Path) -> None:
+    now = time.time()
+    entries = []
+    for age in range(5):
+        entry = tmp_path / f"tofu-{age:016x}"
+        entry.write_text("x")
+        os.utime(entry, (now - age * 60, now - age * 60))
+        entries.append(entry)
+    other = tmp_path / "tofu-extra-0000000000000000"
+    other.write_text("x")
+    current = tmp_path / "tofu-ffffffffffffffff"
+    current.write_text("x")
+    install._prune(tmp_path, "tofu", keep=current)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == sorted([current.name, entries[0].name, entries[1].name, other.name])
 
 
 # ---------------------------------------------------------------- failures are explained
@@ -158,12 +297,12 @@ def _fake_go_binaries(root: Path, script: str) -> None:
     """Stand-in executables that look current, so no Go build runs."""
     lay = layout()
     lay.bin_dir.mkdir(parents=True)
-    for name in install.GO_BINARIES:
+    for name in ("ferretdb", "pubsub-fake"):
         exe = lay.bin_dir / name
         exe.write_text(script)
         exe.chmod(0o755)
-    (lay.bin_dir / ".tools-stamp").write_text(install.tools_fingerprint(lay.tools_dir))
-    assert install.go_binaries_current(lay)
+        install.write_stamp(name, lay)
+        assert install.binary_current(name, lay)
 
 
 def test_crash_at_start_names_service_and_log(scratch_stack: Path) -> None:

@@ -9,9 +9,23 @@ run always agree on ports and credentials::
     from spreadpilot.devstack import ensure_services
     env = ensure_services()          # idempotent; fast when already running
     env.environ()["PNL_DATABASE_URL"]
+
+Go-built tools that only some tests need (OpenBao, OpenTofu) come from the
+same build routine, on demand and never from ``services up``::
+
+    from spreadpilot.devstack import ensure_binary
+    tofu = ensure_binary("tofu")     # .devstack/bin/tofu; cached per user
 """
 
-from spreadpilot.devstack.paths import DEVSTACK_DIR_ENV, DevstackError, Layout, layout
+from spreadpilot.devstack.install import GO_BINARIES, ensure_binary
+from spreadpilot.devstack.paths import (
+    BIN_CACHE_ENV,
+    DEVSTACK_DIR_ENV,
+    DevstackError,
+    Layout,
+    bin_cache_dir,
+    layout,
+)
 from spreadpilot.devstack.services import (
     HOST,
     MONGO_DATABASE,
@@ -31,7 +45,9 @@ from spreadpilot.devstack.services import (
 )
 
 __all__ = [
+    "BIN_CACHE_ENV",
     "DEVSTACK_DIR_ENV",
+    "GO_BINARIES",
     "HOST",
     "MONGO_DATABASE",
     "PG_DATABASE",
@@ -43,7 +59,9 @@ __all__ = [
     "Layout",
     "ServiceEnv",
     "ServiceStatus",
+    "bin_cache_dir",
     "configured_port",
+    "ensure_binary",
     "ensure_services",
     "install_services",
     "layout",

@@ -4,6 +4,11 @@ Everything lives under one directory (``.devstack/`` at the repository root by
 default) so that ``rm -rf .devstack`` is a complete reset and nothing is
 written to system locations. ``SP_DEVSTACK_DIR`` moves it, which lets a test
 run a second, throw-away stack next to a developer's own.
+
+The one exception is the per-user cache of Go-built binaries (see
+:func:`bin_cache_dir`): it outlives ``.devstack`` on purpose, so that a fresh
+clone on the same machine (every CI run) links the binaries instead of
+rebuilding them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEVSTACK_DIR_ENV = "SP_DEVSTACK_DIR"
+BIN_CACHE_ENV = "SP_BIN_CACHE_DIR"
 
 
 class DevstackError(RuntimeError):
@@ -76,3 +82,21 @@ def layout() -> Layout:
     override = os.environ.get(DEVSTACK_DIR_ENV)
     root = Path(override).expanduser().resolve() if override else repo / ".devstack"
     return Layout(repo_root=repo, root=root)
+
+
+def bin_cache_dir() -> Path:
+    """Per-user cache of Go-built binaries, shared by every checkout on the machine.
+
+    ``.devstack/`` is empty in each fresh clone (CI clones anew every run) while
+    a cold build of OpenTofu or OpenBao costs minutes, so finished binaries are
+    kept under ``${XDG_CACHE_HOME:-~/.cache}/spreadpilot/bin`` as
+    ``<name>-<fingerprint>``. ``SP_BIN_CACHE_DIR`` moves it (tests use that to
+    start from an empty cache).
+    """
+    override = os.environ.get(BIN_CACHE_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "spreadpilot" / "bin"

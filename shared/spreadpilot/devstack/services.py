@@ -642,8 +642,8 @@ class _GoService(Service):
         return self.lay.bin_dir / self.binary
 
     def ensure_installed(self, report: Report) -> None:
-        """Build the Go binaries if missing or out of date."""
-        install.ensure_go_binaries(self.lay, report)
+        """Build (or take from the per-user cache) this server's binary if stale."""
+        install.ensure_binary(self.binary, lay=self.lay, report=report)
 
     @abstractmethod
     def argv(self) -> list[str]:
@@ -800,8 +800,10 @@ def install_services(names: Iterable[str] | None = None, report: Report = _quiet
         install.ensure_debian_packages(
             postgres="postgres" in chosen, redis="redis" in chosen, report=report
         )
-        if "ferretdb" in chosen or "pubsub" in chosen:
-            install.ensure_go_binaries(lay, report)
+        for name in chosen:
+            cls = _CLASSES[name]
+            if issubclass(cls, _GoService):
+                install.ensure_binary(cls.binary, lay=lay, report=report)
 
 
 def ensure_services(

@@ -1,16 +1,13 @@
-"""OpenBao for the Vault backend's tests: built once from tools/openbao, run in dev mode.
+"""OpenBao for the Vault backend's tests: a dev-mode server on loopback.
 
-Built like the other local stand-ins: ``go build`` of a pinned module into
-``.devstack/bin/bao``, skipped when a stamp (the hash of tools/openbao's
-go.mod and go.sum) says the binary is current. A cold build takes several
-minutes on two cores and is cached afterwards. Concurrent test runs
-serialise on a lock file, so two sessions never build at once.
+The binary comes from ``spreadpilot.devstack.ensure_binary("bao")`` (see
+conftest.py): ``go build`` of the pinned module in tools/openbao into
+``.devstack/bin/bao``, through the per-user binary cache, so only the first
+run on a machine pays for the build (minutes on two cores).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import socket
 import subprocess
@@ -21,57 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from spreadpilot.devstack import DevstackError, layout
-from spreadpilot.devstack.install import find_go
-
-STAMP = ".openbao-stamp"
-BUILD_TIMEOUT_SECONDS = 1500
-
-
-def _fingerprint(module_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        digest.update(name.encode() + b"\0" + (module_dir / name).read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def ensure_openbao() -> Path:
-    """The ``bao`` binary under .devstack/bin, built from tools/openbao if stale."""
-    lay = layout()
-    module_dir = lay.repo_root / "tools" / "openbao"
-    binary = lay.bin_dir / "bao"
-    stamp = lay.bin_dir / STAMP
-    want = _fingerprint(module_dir)
-    lay.bin_dir.mkdir(parents=True, exist_ok=True)
-    with open(lay.bin_dir / ".openbao.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.is_file() and stamp.is_file() and stamp.read_text().strip() == want:
-            return binary
-        tmp = binary.with_suffix(".tmp")
-        started = time.monotonic()
-        done = subprocess.run(
-            [
-                find_go(),
-                "build",
-                "-mod=readonly",
-                "-trimpath",
-                "-o",
-                str(tmp),
-                "github.com/openbao/openbao",
-            ],
-            cwd=module_dir,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-            raise DevstackError(f"OpenBao: `go build` in {module_dir} failed:\n{tail}")
-        tmp.replace(binary)
-        stamp.write_text(want + "\n")
-        print(f"[openbao] built {binary} in {time.monotonic() - started:.0f} s")
-        return binary
+from spreadpilot.devstack import DevstackError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""OpenTofu checks, when a ``tofu`` binary is available (PATH or .devstack/bin).
+"""OpenTofu checks with a real ``tofu``, built from tools/opentofu when missing.
 
 - ``tofu fmt -check``: the configuration is canonically formatted.
 - The locals that turn schedule.yaml into Cloud Scheduler jobs and push
@@ -6,6 +6,12 @@
   locals.tf and variables.tf, applied to a local state), so a typo in a
   ``for`` expression or a table key Terraform cannot read fails here rather
   than at deploy time.
+
+These never skip: a skipped formatting check on CI is a check nobody runs.
+The binary comes from ``spreadpilot.devstack.ensure_binary("tofu")`` (the
+checkout's .devstack/bin, else the per-user binary cache, else a ``go build``
+of the pinned module: about five minutes once per machine and pin). If that
+build fails the tests fail with the end of the build log.
 
 A full ``tofu validate`` needs the Google provider, which cannot be installed
 here; the deployment pipeline's ``terraform plan`` is that check.
@@ -15,29 +21,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from spreadpilot.devstack import DevstackError, ensure_binary
 
 from .codemap import ROOT
 from .terraform_model import TF_DIR
 
-
-def _tofu() -> str | None:
-    local = ROOT / ".devstack" / "bin" / "tofu"
-    if local.is_file() and os.access(local, os.X_OK):
-        return str(local)
-    return shutil.which("tofu")
+# Setup time counts towards pytest-timeout, and a cold build of OpenTofu takes
+# minutes; the build itself gives up after BUILD_TIMEOUT_SECONDS.
+pytestmark = pytest.mark.timeout(1800)
 
 
-TOFU = _tofu()
-pytestmark = pytest.mark.skipif(TOFU is None, reason="no tofu binary (PATH or .devstack/bin)")
+@pytest.fixture(scope="session")
+def tofu() -> str:
+    """The ``tofu`` executable, built once per machine and pin; a failed build fails."""
+    try:
+        return str(ensure_binary("tofu"))
+    except DevstackError as err:
+        failure = str(err)
+    # Outside the except block, so the report is the build log, not a traceback chain.
+    pytest.fail(f"cannot build tofu from tools/opentofu:\n{failure}", pytrace=False)
 
 
-def _run(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    assert TOFU is not None
+def _run(tofu: str, args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "TF_CLI_CONFIG_FILE": os.devnull,
@@ -46,16 +57,26 @@ def _run(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[
         "CHECKPOINT_DISABLE": "1",
     }
     return subprocess.run(
-        [TOFU, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+        [tofu, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
-def test_terraform_is_fmt_clean(tmp_path: Path) -> None:
-    done = _run(["fmt", "-check", "-recursive", "-diff", str(TF_DIR)], ROOT, tmp_path)
+def test_tofu_is_the_pinned_release(tofu: str, tmp_path: Path) -> None:
+    done = _run(tofu, ["version", "-json"], ROOT, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    go_mod = (ROOT / "tools" / "opentofu" / "go.mod").read_text()
+    pinned = re.search(r"^\s*github\.com/opentofu/opentofu v(\S+)", go_mod, re.MULTILINE)
+    assert pinned is not None
+    # A release build (no "-dev" suffix) of the version go.mod requires.
+    assert json.loads(done.stdout)["terraform_version"] == pinned.group(1)
+
+
+def test_terraform_is_fmt_clean(tofu: str, tmp_path: Path) -> None:
+    done = _run(tofu, ["fmt", "-check", "-recursive", "-diff", str(TF_DIR)], ROOT, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_schedule_locals_evaluate_with_the_real_engine(tmp_path: Path) -> None:
+def test_schedule_locals_evaluate_with_the_real_engine(tofu: str, tmp_path: Path) -> None:
     module = tmp_path / "terraform"
     module.mkdir()
     shutil.copy(TF_DIR / "locals.tf", module)
@@ -73,9 +94,10 @@ output "gateway_secrets" { value = keys(local.gateway_secrets) }
     )
     home = tmp_path / "home"
     home.mkdir()
-    init = _run(["init", "-input=false", "-no-color"], module, home)
+    init = _run(tofu, ["init", "-input=false", "-no-color"], module, home)
     assert init.returncode == 0, init.stdout + init.stderr
     apply = _run(
+        tofu,
         [
             "apply",
             "-input=false",
@@ -89,7 +111,7 @@ output "gateway_secrets" { value = keys(local.gateway_secrets) }
         home,
     )
     assert apply.returncode == 0, apply.stdout + apply.stderr
-    out = _run(["output", "-json"], module, home)
+    out = _run(tofu, ["output", "-json"], module, home)
     assert out.returncode == 0, out.stderr
     values = {k: v["value"] for k, v in json.loads(out.stdout).items()}
 
