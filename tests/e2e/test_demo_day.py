@@ -1,0 +1,193 @@
+"""A compressed paper trading day through the whole stack, checked against the stores.
+
+The demo runs for real (services, ibsim, sidecar, functions, runner on a
+shared scaled clock, faster than ``make demo``). The assertions read the
+outcome back from MongoDB, PostgreSQL and the local alert sink, and check that
+the report shows exactly those figures.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spreadpilot.devstack import ServiceEnv
+
+SPEED = 300.0
+NamesFactory = Callable[[int], Any]
+
+
+@pytest.fixture(scope="module")
+def demo_run(
+    names_factory: NamesFactory, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    from spreadpilot.demo.run import DemoOptions, run_demo
+
+    names = names_factory(2)
+    base = tmp_path_factory.mktemp("demo")
+    options = DemoOptions(
+        seed=7,
+        speed=SPEED,
+        report_dir=base / "report",
+        log_dir=base / "logs",
+        database=names.database,
+        redis_db=names.redis_db,
+        pubsub_project=names.project,
+        progress=False,
+    )
+    out = io.StringIO()
+    result = run_demo(options, out=out)
+    return {"result": result, "options": options, "output": out.getvalue()}
+
+
+def test_demo_completes(demo_run: dict[str, Any]) -> None:
+    result = demo_run["result"]
+    assert result.ok, demo_run["output"] + "\n".join(result.problems)
+    assert result.rollup_done
+    assert "follower" in demo_run["output"] and "fill credit" in demo_run["output"]
+
+
+def test_execution_states_in_mongodb(services: ServiceEnv, demo_run: dict[str, Any]) -> None:
+    from spreadpilot.adapters.mongo import connect, database
+    from spreadpilot.storage.executions import ExecutionsRepository
+
+    data = demo_run["result"].data
+    client = connect(services.mongo_uri, timeout_ms=5000)
+    try:
+        repo = ExecutionsRepository(database(client, demo_run["options"].database))
+        states = {r.follower_id: r for r in repo.list_for_date(data.trading_date)}
+    finally:
+        client.close()
+    assert {k: v.state.value for k, v in states.items()} == {
+        "anna": "FILLED",
+        "ben": "FILLED",
+        "carla": "NO_MARGIN",
+    }
+    assert states["anna"].filled_qty == 2
+    assert states["ben"].filled_qty == 10
+    assert states["carla"].filled_qty == 0 and states["carla"].order_id is None
+
+
+def _fills(services: ServiceEnv, name: str, day: date) -> list[Any]:
+    from spreadpilot.adapters.postgres import Postgres
+    from spreadpilot.storage.fills import FillsRepository
+
+    return FillsRepository(Postgres(services.pg_dsn(name))).list_for_date(day)
+
+
+def test_fills_in_postgresql_with_the_liquidation(
+    services: ServiceEnv, demo_run: dict[str, Any]
+) -> None:
+    data = demo_run["result"].data
+    rows = _fills(services, demo_run["options"].database, data.trading_date)
+    by: dict[str, list[Any]] = {}
+    for row in rows:
+        by.setdefault(row.follower_id, []).append(row)
+    assert set(by) == {"anna", "ben"}, "carla (NO_MARGIN) must have no fill"
+    for follower, qty in (("anna", 2), ("ben", 10)):
+        mine = by[follower]
+        entry = [r for r in mine if not (r.order_ref or "").startswith("liq-")]
+        closing = [r for r in mine if (r.order_ref or "").startswith("liq-")]
+        # The spread opened as one combo (both legs) and was liquidated as one combo.
+        assert {(r.side, r.strike) for r in entry} == {
+            ("BOT", Decimal("474")),
+            ("SLD", Decimal("479")),
+        }
+        assert {(r.side, r.strike) for r in closing} == {
+            ("SLD", Decimal("474")),
+            ("BOT", Decimal("479")),
+        }
+        for side_rows in (entry, closing):
+            for strike in (Decimal("474"), Decimal("479")):
+                assert sum(r.qty for r in side_rows if r.strike == strike) == qty
+        assert all(r.commission is not None for r in mine)
+
+
+def test_pnl_rows(services: ServiceEnv, demo_run: dict[str, Any]) -> None:
+    from spreadpilot.adapters.postgres import Postgres
+    from spreadpilot.storage.pnl import PnlRepository
+
+    data = demo_run["result"].data
+    repo = PnlRepository(Postgres(services.pg_dsn(demo_run["options"].database)))
+    for follower in ("anna", "ben"):
+        intraday = repo.intraday_for_day(follower, data.trading_date)
+        # Marks every 30 s for the hours the spread was open, at the very least.
+        assert len(intraday) > 100
+        daily = repo.get_daily(follower, data.trading_date)
+        assert daily is not None and daily.finalized
+        # Closed by the liquidation: everything is realized, and it was a credit kept.
+        assert daily.unrealized == 0
+        assert daily.total == daily.realized
+        assert daily.total > 0
+    assert repo.get_daily("carla", data.trading_date) is None
+
+
+def test_alerts_reached_the_local_sink(demo_run: dict[str, Any]) -> None:
+    from spreadpilot.local.sinks import read_alerts
+
+    alerts = read_alerts(demo_run["options"].log_dir / "alerts.jsonl")
+    kinds = {(a["type"], a.get("follower_id")) for a in alerts}
+    assert ("EXECUTION_FILLED", "anna") in kinds
+    assert ("EXECUTION_FILLED", "ben") in kinds
+    assert ("NO_MARGIN", "carla") in kinds
+    assert ("TV_LIQUIDATED", "anna") in kinds
+    assert ("TV_LIQUIDATED", "ben") in kinds
+    no_margin = next(a for a in alerts if a["type"] == "NO_MARGIN")
+    assert no_margin["severity"] == "WARNING"
+    assert len({a["id"] for a in alerts}) == len(alerts), "the sink de-duplicates by id"
+
+
+def test_report_matches_the_databases(services: ServiceEnv, demo_run: dict[str, Any]) -> None:
+    from spreadpilot.adapters.mongo import connect, database
+    from spreadpilot.adapters.postgres import Postgres
+    from spreadpilot.storage.executions import ExecutionsRepository
+    from spreadpilot.storage.pnl import PnlRepository
+
+    options = demo_run["options"]
+    data = demo_run["result"].data
+    report: Path = options.report_dir
+    figures = json.loads((report / "report.json").read_text())
+    page = (report / "index.html").read_text()
+    # Opens offline: no remote script, stylesheet, image or font.
+    assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page)
+    for name in ("pnl-anna.png", "ladder-ben.png", "tv-ben.png", "alerts.png"):
+        assert (report / name).read_bytes().startswith(b"\x89PNG")
+
+    client = connect(services.mongo_uri, timeout_ms=5000)
+    try:
+        records = ExecutionsRepository(database(client, options.database)).list_for_date(
+            data.trading_date
+        )
+    finally:
+        client.close()
+    pnl = PnlRepository(Postgres(services.pg_dsn(options.database)))
+    fills = _fills(services, options.database, data.trading_date)
+    for record in records:
+        shown = figures["followers"][record.follower_id]
+        assert shown["state"] == record.state.value
+        assert shown["rung"] == record.rung
+        assert shown["fill_credit"] == record.data.get("fill_credit")
+        assert shown["fills"] == sum(1 for f in fills if f.follower_id == record.follower_id)
+        daily = pnl.get_daily(record.follower_id, data.trading_date)
+        assert shown["daily_total"] == (str(daily.total) if daily else None)
+        assert shown["intraday_rows"] == len(
+            pnl.intraday_for_day(record.follower_id, data.trading_date)
+        )
+        if daily is not None:
+            # The page shows the same figure, formatted.
+            assert f"{float(daily.total):+,.2f}" in page
+    assert figures["followers"]["ben"]["liquidated"] is True
+
+
+def test_summary_table_printed(demo_run: dict[str, Any]) -> None:
+    output: str = demo_run["output"]
+    table = output[output.index("follower  ") :]
+    assert re.search(r"carla\s+NO_MARGIN", table)
+    assert re.search(r"anna\s+FILLED", table)
