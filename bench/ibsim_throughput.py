@@ -9,10 +9,10 @@ from this process. Two phases, each a few wall seconds:
 - orders: every client places market orders on a 0DTE put back to back (each
   waits for its fill), alternating BUY and SELL so positions stay flat.
 
-Prints one JSON object: sustained server messages/s in and out (from the
-server's own counters), client-side messages/s, filled orders/s and the
-place-to-filled latency percentiles. Client and server pacing limits are
-disabled to measure the simulator rather than the throttles.
+Prints one JSON object (the shape of bench/_report.py): sustained server
+messages/s in and out (from the server's own counters), client-side
+messages/s, filled orders/s and the place-to-filled latency percentiles.
+Client and server pacing limits are disabled to measure the simulator rather than the throttles.
 
     .venv/bin/python bench/ibsim_throughput.py [--clients 10] [--seconds 5]
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import statistics
@@ -180,9 +179,35 @@ def main(clients: int, seconds: float) -> dict[str, Any]:
             proc.wait(5)
 
 
+def report(result: dict[str, Any]) -> None:
+    """Print the result in the shape ``python -m bench`` collects (bench/_report.py)."""
+    from _report import Figure, emit
+
+    streaming, orders = result["streaming"], result["orders"]
+    emit(
+        "ibsim_throughput",
+        "ibsim throughput (10 gateways, 10 ib_async clients)",
+        "Paper gateway capacity: quotes and greeks streamed to 300 subscriptions, then "
+        "market orders placed back to back by every client, each waiting for its fill. "
+        "Context for the other figures; no target.",
+        [
+            Figure("server messages out (streaming)", streaming["server_messages_out_per_s"], "/s"),
+            Figure(
+                "client messages received (streaming)",
+                streaming["client_messages_received_per_s"],
+                "/s",
+            ),
+            Figure("filled orders", orders["orders_per_s"], "/s"),
+            Figure("place-to-fill p50", orders["fill_latency_ms_p50"], "ms"),
+            Figure("place-to-fill p95", orders["fill_latency_ms_p95"], "ms"),
+        ],
+        result,
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    print(json.dumps(main(args.clients, args.seconds), indent=2))
+    report(main(args.clients, args.seconds))

@@ -8,6 +8,7 @@ same event twice (retries, restarts) should pass a deterministic id.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -81,8 +82,54 @@ def default_severity(alert_type: AlertType) -> Severity:
     return _DEFAULT_SEVERITY[alert_type]
 
 
+# An alert is read by a person and must always fit the transports (the fan-out
+# refuses Pub/Sub messages over 64 KiB; Telegram takes 4096 characters). Text
+# a producer copies from outside (a pasted blob in a sheet cell, an error
+# body) is cut to these sizes, visibly, instead of making the alert
+# undeliverable.
+MAX_MESSAGE_CHARS = 2000
+MAX_PARAM_TEXT_CHARS = 500
+MAX_PARAM_ITEMS = 30
+MAX_PARAMS_JSON_CHARS = 32_000
+_MAX_PARAM_DEPTH = 3
+
+
+def _cut_text(text: str, limit: int) -> str:
+    """At most ``limit`` characters, saying how many were cut (idempotent)."""
+    if len(text) <= limit:
+        return text
+    suffix = f"… ({len(text)} characters in all)"
+    return text[: max(0, limit - len(suffix))] + suffix
+
+
+def _bounded(value: Any, depth: int = 0) -> Any:
+    """``value`` with long texts cut and long collections shortened (types kept)."""
+    if isinstance(value, str):
+        return _cut_text(value, MAX_PARAM_TEXT_CHARS)
+    if isinstance(value, dict):
+        if depth >= _MAX_PARAM_DEPTH:
+            return _cut_text(repr(value), MAX_PARAM_TEXT_CHARS)
+        items = list(value.items())
+        kept = {k: _bounded(v, depth + 1) for k, v in items[:MAX_PARAM_ITEMS]}
+        if len(items) > MAX_PARAM_ITEMS:
+            kept["…"] = f"{len(items) - MAX_PARAM_ITEMS} more entries"
+        return kept
+    if isinstance(value, list | tuple):
+        if depth >= _MAX_PARAM_DEPTH:
+            return _cut_text(repr(value), MAX_PARAM_TEXT_CHARS)
+        kept_items = [_bounded(v, depth + 1) for v in value[:MAX_PARAM_ITEMS]]
+        if len(value) > MAX_PARAM_ITEMS:
+            kept_items.append(f"… {len(value) - MAX_PARAM_ITEMS} more items")
+        return type(value)(kept_items) if isinstance(value, tuple) else kept_items
+    return value
+
+
 class Alert(BaseModel):
-    """One alert. Immutable; ``created_at`` is timezone-aware UTC."""
+    """One alert. Immutable; ``created_at`` is timezone-aware UTC.
+
+    ``message`` and ``params`` are bounded (see MAX_* above) so that no
+    producer can make an alert too large to deliver.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,6 +140,20 @@ class Alert(BaseModel):
     message: str
     params: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
+
+    @field_validator("message")
+    @classmethod
+    def _short_message(cls, value: str) -> str:
+        return _cut_text(value, MAX_MESSAGE_CHARS)
+
+    @field_validator("params")
+    @classmethod
+    def _small_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bounded: dict[str, Any] = _bounded(value)
+        text = json.dumps(bounded, default=str)
+        if len(text) > MAX_PARAMS_JSON_CHARS:  # only deeply nested params get here
+            return {"truncated_params": _cut_text(text, MAX_PARAM_TEXT_CHARS * 4)}
+        return bounded
 
     @field_validator("created_at")
     @classmethod

@@ -68,8 +68,10 @@ class Signal(BaseModel):
     ticker: str = DEFAULT_TICKER
     strategy: Strategy
     qty_per_leg: int = Field(ge=1)
-    strike_long: float = Field(gt=0)
-    strike_short: float = Field(gt=0)
+    # Finite and plausible: JSON from Pub/Sub may say 1e999 (infinity), which is
+    # "positive" and would otherwise pass as the far side of a spread.
+    strike_long: float = Field(gt=0, le=float(_MAX_PLAUSIBLE_STRIKE), allow_inf_nan=False)
+    strike_short: float = Field(gt=0, le=float(_MAX_PLAUSIBLE_STRIKE), allow_inf_nan=False)
     expiry: date
     source: Literal["sheet", "manual"]
     row_number: int | None = None
@@ -344,6 +346,31 @@ def _row_to_signal(
         source="sheet",
         row_number=row_number,
     )
+
+
+def limits_problem(signal: Signal, limits: SignalLimits | None = None) -> str | None:
+    """Why ``signal`` breaks the configured limits, or None when it is within them.
+
+    The model checks only what holds under any configuration. A Signal that
+    arrives from another process (a Pub/Sub message) was built by someone
+    else's parser, or by no parser at all, so whoever acts on it re-checks it
+    against this deployment's limits with the very rules the parsers use:
+    ticker, qty in 1..MAX_QTY_PER_LEG, strikes on the grid, width within
+    MAX_SPREAD_WIDTH.
+    """
+    lim = limits if limits is not None else SignalLimits()
+    try:
+        if signal.ticker.upper() != lim.ticker.upper():
+            raise _Reject(f"ticker {signal.ticker!r} is not {lim.ticker}")
+        _parse_qty(signal.qty_per_leg, lim)
+        strike_long = _parse_strike(signal.strike_long, "strike_long", lim)
+        strike_short = _parse_strike(signal.strike_short, "strike_short", lim)
+        _check_spread(
+            signal.strategy, strike_long, strike_short, lim, "strike_long", "strike_short"
+        )
+    except _Reject as rejected:
+        return rejected.reason
+    return None
 
 
 # ---------------------------------------------------------------------------
