@@ -3,12 +3,12 @@
 VENV := .venv/bin
 SP := $(VENV)/spreadpilot
 
-.PHONY: demo test setup services-up services-down lint typecheck unit integration e2e bench clean
+.PHONY: demo test setup services-up services-down lint typecheck audit unit integration e2e bench clean
 
 demo: setup
 	$(SP) demo
 
-test: setup services-up lint typecheck
+test: setup services-up lint typecheck audit
 	$(VENV)/pytest -q -p no:cacheprovider
 
 setup:
@@ -26,6 +26,9 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/mypy
+
+audit: setup
+	bash scripts/audit.sh
 
 unit: setup
 	$(VENV)/pytest -q tests/unit

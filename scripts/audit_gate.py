@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if verdict.audited == 0:
             print(
                 "[audit] WARNING: the vulnerability service answered for no package; "
-                "check that https://pypi.org/pypi/NAME/VERSION/json is reachable.",
+                "check that the package index's per-version JSON API is reachable.",
                 file=sys.stderr,
             )
     if verdict.fixable:
