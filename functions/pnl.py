@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -178,12 +178,23 @@ class MarkToMarket:
     spacing_seconds: float = MTM_SPACING_SECONDS
 
     def run(self, *, force: bool = False) -> MtmReport:
-        """Take ``marks_per_run`` marks ``spacing_seconds`` apart (market hours only)."""
+        """Take ``marks_per_run`` marks on consecutive slots of the MTM grid (market hours only).
+
+        Mark k is taken at the k-th grid slot after the first mark's, not
+        ``spacing_seconds`` after the previous mark *ended*: a mark takes time
+        (a sidecar round trip per shard), and sleeping a full spacing after it
+        would drift the next snapshot into the slot after, where the next
+        invocation's first mark lands, leaving a gap at the slot in between.
+        """
         report = MtmReport()
+        first_slot: datetime | None = None
         for index in range(self.marks_per_run):
-            if index:
-                self.clock.sleep_blocking(self.spacing_seconds)
+            if index and first_slot is not None:
+                due = first_slot + timedelta(seconds=index * self.spacing_seconds)
+                self.clock.sleep_blocking(max(0.0, (due - self.clock.now()).total_seconds()))
             now = self.clock.now()
+            if first_slot is None:
+                first_slot = align(now, self.spacing_seconds)
             if not force and not calendar.is_market_open(now):
                 report.market_closed = True
                 break

@@ -17,9 +17,15 @@ sidecar's own status is not trusted: one set of thresholds, ours):
   same id, so people get one. A failed liquidation is CRITICAL and is tried
   again next run (the status stays CRITICAL in Redis);
 - assignment: a long leg whose short is gone, or QQQ stock, is
-  ASSIGNMENT_DETECTED (once per position, remembered in ``assign:{follower_id}``);
-  when it is gone again, ASSIGNMENT_RESOLVED. A short without its long is
-  LEGGED_POSITION.
+  ASSIGNMENT_DETECTED (once per position, remembered in ``assign:{follower_id}``),
+  and the system resolves it at once: ``POST /flatten`` closes that one
+  position with one market order (the stock first, so a protective long leg
+  is never sold while the shares it hedges are still held), then
+  ASSIGNMENT_RESOLVED with the fill (the sidecar raises it too, with the same
+  id). A flatten that fails is CRITICAL and is tried again next run. A
+  position that goes away by other means (a person closed it) is
+  ASSIGNMENT_RESOLVED when it is seen gone. A short without its long is
+  LEGGED_POSITION, left for a person (SPEC 3.8).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class PositionsPort(Protocol):
     def all_positions(self) -> list[FollowerPositions]: ...
 
     def liquidate(self, body: Mapping[str, Any]) -> SidecarReply: ...
+
+    def flatten(self, body: Mapping[str, Any]) -> SidecarReply: ...
 
 
 class FollowerDirectory(Protocol):
@@ -89,6 +97,8 @@ class TvReport:
     liquidated: list[str] = field(default_factory=list)
     liquidation_failed: dict[str, str] = field(default_factory=dict)
     assignments: list[str] = field(default_factory=list)
+    flattened: list[str] = field(default_factory=list)
+    flatten_failed: dict[str, str] = field(default_factory=dict)
     resolved: list[str] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
     market_closed: bool = False
@@ -179,7 +189,7 @@ class TvMonitor:
         if stale:
             self.redis.hdel(key, *stale)
         self.redis.expire(key, self.status_ttl_seconds)
-        self._assignments(fid, positions.orphans, now, report)
+        self._assignments(fid, positions.orphans, sidecar, now, report)
 
     def _status_alert(
         self,
@@ -257,7 +267,12 @@ class TvMonitor:
         )
 
     def _assignments(
-        self, fid: str, orphans: Sequence[OrphanPosition], now: datetime, report: TvReport
+        self,
+        fid: str,
+        orphans: Sequence[OrphanPosition],
+        sidecar: PositionsPort,
+        now: datetime,
+        report: TvReport,
     ) -> None:
         key = f"assign:{fid}"
         known = {_text(k): _text(v) for k, v in (self.redis.hgetall(key) or {}).items()}
@@ -268,10 +283,12 @@ class TvMonitor:
         for ident, orphan in current.items():
             if ident in known:
                 continue
-            assignment = orphan.kind in ("SHORT_LEG_MISSING", "STOCK_POSITION")
+            assignment = orphan.kind in ASSIGNMENT_KINDS
             kind = AlertType.ASSIGNMENT_DETECTED if assignment else AlertType.LEGGED_POSITION
             description = _orphan_text(orphan)
-            self.redis.hset(key, ident, json.dumps({"kind": orphan.kind, "at": now.isoformat()}))
+            entry = {"kind": orphan.kind, "at": now.isoformat()}
+            self.redis.hset(key, ident, json.dumps(entry))
+            known[ident] = json.dumps(entry)
             report.assignments.append(f"{fid}:{ident}")
             self.alerts.publish(
                 Alert.create(
@@ -279,29 +296,35 @@ class TvMonitor:
                     Severity.CRITICAL,
                     f"{description}: "
                     + (
-                        "an assignment; flatten the stock and close the orphan leg"
+                        "an assignment; flattening it"
                         if assignment
                         else "a short leg without its hedge"
                     ),
-                    {
-                        "kind": orphan.kind,
-                        "con_id": orphan.con_id,
-                        "sec_type": orphan.sec_type,
-                        "right": orphan.right,
-                        "strike": orphan.strike,
-                        "expiry": orphan.expiry.isoformat() if orphan.expiry else None,
-                        "qty": orphan.qty,
-                    },
+                    _orphan_params(orphan),
                     now,
                     follower_id=fid,
                     id=f"orphan-{fid}-{ident}-{day}",
                 )
             )
+        # The system's own resolution, stock first (see the module docstring).
+        pending = [
+            (ident, orphan)
+            for ident, orphan in current.items()
+            if orphan.kind in ASSIGNMENT_KINDS and not json.loads(known[ident]).get("flattened")
+        ]
+        pending.sort(key=lambda item: item[1].kind != "STOCK_POSITION")
+        for ident, orphan in pending:
+            entry = json.loads(known[ident])
+            closed = self._flatten(fid, ident, orphan, entry, sidecar, now, report)
+            if not closed and orphan.kind == "STOCK_POSITION":
+                break  # the stock is still held: keep its protective leg until it is gone
         for ident, raw in known.items():
             if ident in current:
                 continue
             self.redis.hdel(key, ident)
-            if json.loads(raw).get("kind") in ("SHORT_LEG_MISSING", "STOCK_POSITION"):
+            entry = json.loads(raw)
+            if entry.get("kind") in ASSIGNMENT_KINDS and not entry.get("flattened"):
+                # Closed by something else than our flatten (a person, an expiry).
                 report.resolved.append(f"{fid}:{ident}")
                 self.alerts.publish(
                     Alert.create(
@@ -314,6 +337,99 @@ class TvMonitor:
                         id=f"resolved-{fid}-{ident}-{day}",
                     )
                 )
+
+    def _flatten(
+        self,
+        fid: str,
+        ident: str,
+        orphan: OrphanPosition,
+        entry: dict[str, Any],
+        sidecar: PositionsPort,
+        now: datetime,
+        report: TvReport,
+    ) -> bool:
+        """``POST /flatten`` for one assignment position; True when it is closed."""
+        label = f"{fid}:{ident}"
+        body = {
+            "follower_id": fid,
+            "kind": orphan.kind,
+            "con_id": orphan.con_id,
+            "reason": "ASSIGNMENT",
+        }
+        try:
+            result = sidecar.flatten(body).body or {}
+        except SidecarRefused as exc:
+            if exc.status == 404:
+                # Already gone (IB closed it, or a person did): the next run sees it
+                # gone and resolves it; no order was sent.
+                return True
+            return self._flatten_failed(fid, ident, orphan, str(exc), now, report)
+        except SidecarUnavailable as exc:
+            return self._flatten_failed(fid, ident, orphan, str(exc), now, report)
+        if result.get("status") != "FILLED":
+            reason = f"status {result.get('status')}: {result.get('error') or 'not filled'}"
+            return self._flatten_failed(fid, ident, orphan, reason, now, report)
+        self.redis.hset(
+            f"assign:{fid}",
+            ident,
+            json.dumps(
+                {**entry, "flattened": result.get("order_ref"), "flattened_at": now.isoformat()}
+            ),
+        )
+        report.flattened.append(label)
+        report.resolved.append(label)
+        self.alerts.publish(
+            Alert.create(
+                AlertType.ASSIGNMENT_RESOLVED,
+                None,
+                f"{_orphan_text(orphan)}: flattened, {result.get('action')} "
+                f"{result.get('qty')} at {result.get('avg_price')}",
+                {**_orphan_params(orphan), "flatten": result},
+                now,
+                follower_id=fid,
+                # The sidecar raises the same alert with this id: one reaches people.
+                id=f"{result.get('order_ref')}:{AlertType.ASSIGNMENT_RESOLVED.value}",
+            )
+        )
+        return True
+
+    def _flatten_failed(
+        self,
+        fid: str,
+        ident: str,
+        orphan: OrphanPosition,
+        reason: str,
+        now: datetime,
+        report: TvReport,
+    ) -> bool:
+        report.flatten_failed[f"{fid}:{ident}"] = reason
+        self.alerts.publish(
+            Alert.create(
+                AlertType.ASSIGNMENT_DETECTED,
+                Severity.CRITICAL,
+                f"{_orphan_text(orphan)}: flatten failed ({reason}); retrying next cycle",
+                {**_orphan_params(orphan), "flatten_error": reason},
+                now,
+                follower_id=fid,
+                id=f"flatten-failed-{fid}-{ident}-{now.strftime('%Y%m%dT%H%M')}",
+            )
+        )
+        return False
+
+
+ASSIGNMENT_KINDS = frozenset({"SHORT_LEG_MISSING", "STOCK_POSITION"})
+
+
+def _orphan_params(orphan: OrphanPosition) -> dict[str, Any]:
+    return {
+        "kind": orphan.kind,
+        "con_id": orphan.con_id,
+        "sec_type": orphan.sec_type,
+        "right": orphan.right,
+        "strike": orphan.strike,
+        "expiry": orphan.expiry.isoformat() if orphan.expiry else None,
+        "qty": orphan.qty,
+    }
 
 
 def _short_tv(spread: SpreadPosition, underlying_mid: float | None) -> float | None:

@@ -6,6 +6,11 @@ kept; the use cases themselves take plain dependencies and never read the
 environment. Configuration is the one shared model (``spreadpilot.config.Settings``,
 read once by ``get_settings()``); nothing here defines settings of its own.
 Nothing here logs a secret: settings print redacted.
+
+Secrets go through ``spreadpilot.secrets`` (``secret_settings``): with
+``SECRETS_BACKEND=gcp`` or ``vault`` each factory asks, once per instance, for
+exactly the secrets it uses, because each function's service account (or
+Vault policy) is granted only those; asking for more would fail there.
 """
 
 from __future__ import annotations
@@ -18,13 +23,33 @@ import gspread.utils
 from spreadpilot.clock import Clock, clock_from_env
 from spreadpilot.config import Settings, get_settings
 from spreadpilot.domain.signals import Signal
+from spreadpilot.secrets import (
+    SecretName,
+    SecretSource,
+    backend_name,
+    secret_source,
+    settings_with_secrets,
+)
 
 SIGNALS_TOPIC = "signals"
 
 
-# Deprecated alias, not a second model: tests/unit/deploy/test_secrets.py still
-# imports this name. Delete it once that test reads ``Settings.model_fields`` alone.
-FunctionSettings = Settings
+@cache
+def _secret_source() -> SecretSource | None:
+    """The configured secret source, one per instance (its cache then spans invocations)."""
+    cfg = get_settings()
+    return None if backend_name(cfg) == "env" else secret_source(cfg)
+
+
+@cache
+def secret_settings(*names: SecretName, optional: tuple[SecretName, ...] = ()) -> Settings:
+    """``get_settings()`` with ``names`` read from the secret source, once per instance.
+
+    With the ``env`` backend this is ``get_settings()`` itself. ``optional``
+    names may be absent from the source (the feature they enable is then off,
+    exactly as with an unset environment variable).
+    """
+    return settings_with_secrets(get_settings(), *names, source=_secret_source(), optional=optional)
 
 
 @cache
@@ -44,16 +69,16 @@ def redis_client() -> Any:
 def mongo_db() -> Any:
     from spreadpilot.adapters.mongo import connect, database
 
-    return database(
-        connect(get_settings().mongo_uri, app_name="spreadpilot-functions"), get_settings().mongo_db
-    )
+    cfg = secret_settings(SecretName.MONGO_URI)
+    return database(connect(cfg.mongo_uri, app_name="spreadpilot-functions"), cfg.mongo_db)
 
 
 @cache
 def postgres() -> Any:
     from spreadpilot.adapters.postgres import Postgres
 
-    return Postgres(get_settings().pnl_database_url, application_name="spreadpilot-functions")
+    cfg = secret_settings(SecretName.PNL_DATABASE_URL)
+    return Postgres(cfg.pnl_database_url, application_name="spreadpilot-functions")
 
 
 @cache
@@ -114,7 +139,10 @@ def signal_poller() -> Any:
 
     from functions.signals import SignalPoller
 
-    cfg = get_settings()
+    # Optional: a sheet shared with the function's service account needs no key.
+    cfg = secret_settings(
+        SecretName.GOOGLE_SHEETS_API_KEY, optional=(SecretName.GOOGLE_SHEETS_API_KEY,)
+    )
     source = sheet_source(
         csv_path=cfg.sheet_csv_path,
         spreadsheet_key=spreadsheet_key(cfg.google_sheet_url) if cfg.google_sheet_url else None,
@@ -139,10 +167,10 @@ def sidecar_for(url: str) -> Any:
     """One client per sidecar base URL (a follower record may name its shard)."""
     from spreadpilot.adapters.sidecar_client import SidecarClient, google_id_token, static_token
 
-    cfg = get_settings()
-    if cfg.sidecar_use_id_token:
+    if get_settings().sidecar_use_id_token:
         # Production: a Google-signed ID token whose audience is this sidecar.
         return SidecarClient(url, google_id_token(url))
+    cfg = secret_settings(SecretName.SIDECAR_TOKEN)
     token = cfg.sidecar_token.get_secret_value() if cfg.sidecar_token else None
     return SidecarClient(url, static_token(token))
 
@@ -178,7 +206,9 @@ def alert_fanout() -> Any:
 
     from functions.alerts import AlertFanout, RetryPolicy, Routing
 
-    cfg = get_settings()
+    # Optional, as with env variables: a channel without its credential is off.
+    channels = (SecretName.TELEGRAM_BOT_TOKEN, SecretName.SENDGRID_API_KEY)
+    cfg = secret_settings(*channels, optional=channels)
     telegram = (
         TelegramClient(cfg.telegram_bot_token.get_secret_value(), base_url=cfg.telegram_api_base)
         if cfg.telegram_bot_token

@@ -4,7 +4,7 @@ Tests call ``sim.control`` directly; the demo and other processes send one
 command per line to the control port (127.0.0.1 only) and get one JSON line
 back, e.g. ``printf 'spot 470\\n' | nc 127.0.0.1 7497``.
 
-Commands: ``drop [PORT]``, ``refuse SECONDS [PORT]``, ``reject N``,
+Commands: ``drop [PORT]``, ``refuse SECONDS [PORT]``, ``reject N``, ``rejectmod N``,
 ``delay SECONDS``, ``pause``, ``resume``, ``spot PRICE``, ``shift DELTA``,
 ``notify 1100|1101|1102``, ``status``, ``help``.
 """
@@ -51,6 +51,15 @@ class Control:
         """The next ``count`` new orders are rejected with error 201."""
         self.sim.broker.reject_next = count
         log.warning("fault: rejecting the next %d orders", count)
+
+    def reject_next_modifications(self, count: int) -> None:
+        """The next ``count`` modifications of live orders are rejected with error 201.
+
+        The order itself keeps working at its previous price, as at IB; new
+        orders are not affected (that is ``reject_next_orders``).
+        """
+        self.sim.broker.reject_next_modifications = count
+        log.warning("fault: rejecting the next %d order modifications", count)
 
     def delay_acks(self, seconds: float) -> None:
         """Hold placeOrder/cancelOrder handling for ``seconds`` (0 to stop).
@@ -107,6 +116,7 @@ class Control:
             ],
             "live_orders": sum(1 for o in sim.broker.orders.values() if o.is_live),
             "reject_next": sim.broker.reject_next,
+            "reject_next_modifications": sim.broker.reject_next_modifications,
             "fills_paused": sim.broker.fills_paused,
             "ack_delay": sim.ack_delay,
             "connectivity_lost": sim.connectivity_lost,
@@ -126,6 +136,8 @@ class Control:
                 self.refuse_connections(float(args[0]), _opt_int(args, 1))
             elif cmd == "reject":
                 self.reject_next_orders(int(args[0]) if args else 1)
+            elif cmd == "rejectmod":
+                self.reject_next_modifications(int(args[0]) if args else 1)
             elif cmd == "delay":
                 self.delay_acks(float(args[0]))
             elif cmd == "pause":

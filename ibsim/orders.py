@@ -298,6 +298,7 @@ class Broker:
         self._max_order_id: dict[str, int] = dict.fromkeys(accounts, 0)
         # faults
         self.reject_next = 0
+        self.reject_next_modifications = 0
         self.fills_paused = False
         now = market.clock.now()
         self._expired_days: set[date] = {d for d in chain.expiries() if expiry_close(d) <= now}
@@ -353,6 +354,15 @@ class Broker:
             return self._what_if(account, client_id, ticket)
         if existing is not None:
             if existing.is_live:
+                if self.reject_next_modifications > 0:
+                    # As IB does with a refused modification: error 201, and the
+                    # order keeps working unchanged (previous price and quantity).
+                    self.reject_next_modifications -= 1
+                    return [
+                        self._reject(
+                            account_id, client_id, ticket.order_id, "simulated modify rejection"
+                        )
+                    ]
                 return self._modify(existing, ticket)
             return [self._error(existing.account, client_id, ticket.order_id, 103)]
         legs = self.resolve_legs(ticket)

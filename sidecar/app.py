@@ -5,6 +5,12 @@ Everything stateful (sessions, executor, kill switch, sinks) lives in one
 it through a dependency and only parse, call one use case, and format.
 ``SidecarDeps`` lets tests and the demo inject a clock, a database or an alert
 publisher; production builds them all from ``Settings``.
+
+Configuration is the one shared model (``spreadpilot.config.Settings``, the
+``SIDECAR_*`` fields included). Its secrets (the API token, the MongoDB and
+PostgreSQL URLs) are resolved once, in ``create_app``, through
+``spreadpilot.secrets``: with ``SECRETS_BACKEND=gcp`` or ``vault`` they come
+from Secret Manager or Vault, never from code of the sidecar's own.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from spreadpilot.adapters import mongo
 from spreadpilot.adapters.ib_broker import FillRecord
 from spreadpilot.adapters.postgres import Postgres
 from spreadpilot.clock import Clock, clock_from_env
-from spreadpilot.config import Settings
+from spreadpilot.config import Settings, get_settings
 from spreadpilot.domain.followers import Follower
+from spreadpilot.secrets import SecretName, settings_with_secrets
 from spreadpilot.storage.fills import FillsRepository
 
 from sidecar.alerts import AsyncAlerts, Publisher
@@ -36,7 +43,6 @@ from sidecar.fills import FillSink
 from sidecar.liquidation import KillSwitch, Liquidator
 from sidecar.logs import configure_logging
 from sidecar.metrics import SidecarMetrics
-from sidecar.options import SidecarOptions
 from sidecar.reconciliation import Reconciler
 from sidecar.session_pool import BrokerFactory, Session, SessionPool, default_broker_factory
 from sidecar.store import ModeStore, StoreUnavailable
@@ -62,11 +68,10 @@ class SidecarDeps:
 class Runtime:
     """Every live component of one sidecar process."""
 
-    def __init__(self, settings: Settings, options: SidecarOptions, deps: SidecarDeps) -> None:
+    def __init__(self, settings: Settings, deps: SidecarDeps) -> None:
         import os
 
         self.settings = settings
-        self.options = options
         self.clock: Clock = deps.clock or clock_from_env(dict(os.environ))
         self.metrics = SidecarMetrics()
         publisher = deps.publisher or _publisher_from_settings(settings)
@@ -77,7 +82,7 @@ class Runtime:
             self.db = deps.db
         else:
             self._mongo_client = mongo.connect(
-                settings.mongo_uri, timeout_ms=options.mongo_timeout_ms, app_name="sidecar"
+                settings.mongo_uri, timeout_ms=settings.sidecar_mongo_timeout_ms, app_name="sidecar"
             )
             self.db = mongo.database(self._mongo_client, settings.mongo_db)
         self.store = MongoExecutionStore(self.db)
@@ -95,12 +100,12 @@ class Runtime:
             now=self.clock.now,
             broker_factory=deps.broker_factory
             or default_broker_factory(
-                options.request_timeout_seconds, options.connect_timeout_seconds
+                settings.sidecar_request_timeout_seconds, settings.sidecar_connect_timeout_seconds
             ),
-            backoff_initial=options.reconnect_initial_seconds,
-            backoff_max=options.reconnect_max_seconds,
-            health_interval=options.health_interval_seconds,
-            market_data_follower=options.market_data_follower,
+            backoff_initial=settings.sidecar_reconnect_initial_seconds,
+            backoff_max=settings.sidecar_reconnect_max_seconds,
+            health_interval=settings.sidecar_health_interval_seconds,
+            market_data_follower=settings.sidecar_market_data_follower,
         )
         self.executor = Executor(
             config=ExecutorConfig(
@@ -108,9 +113,9 @@ class Runtime:
                 price_increment=settings.price_increment,
                 max_attempts=settings.max_attempts,
                 timeout_seconds=settings.timeout_seconds,
-                ready_timeout=options.ready_timeout_seconds,
-                reconnect_wait=options.reconnect_wait_seconds,
-                max_age_seconds=options.execution_max_age_seconds,
+                ready_timeout=settings.sidecar_ready_timeout_seconds,
+                reconnect_wait=settings.sidecar_reconnect_wait_seconds,
+                max_age_seconds=settings.sidecar_execution_max_age_seconds,
             ),
             clock=self.clock,
             pool=self.pool,
@@ -134,7 +139,7 @@ class Runtime:
             now=self.clock.now,
             tv_critical=settings.tv_critical,
             tv_risk=settings.tv_risk,
-            fill_wait=options.liquidation_fill_wait_seconds,
+            fill_wait=settings.sidecar_liquidation_fill_wait_seconds,
         )
         self.followers_error: str | None = None
         self._refresh_task: asyncio.Task[None] | None = None
@@ -179,7 +184,7 @@ class Runtime:
 
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.options.follower_refresh_seconds)
+            await asyncio.sleep(self.settings.sidecar_follower_refresh_seconds)
             await self.refresh_followers()
 
     # -- callbacks ------------------------------------------------------------------------
@@ -229,43 +234,52 @@ def _publisher_from_settings(settings: Settings) -> Publisher:
     return AlertPublisher.from_settings(settings)
 
 
-def _static_token(settings: Settings, options: SidecarOptions) -> str | None:
-    if settings.sidecar_token is not None:
-        return settings.sidecar_token.get_secret_value()
-    if settings.secrets_backend == "gcp" and options.token_secret:
-        from google.cloud import secretmanager
+def resolve_secrets(settings: Settings) -> Settings:
+    """``settings`` with the sidecar's secrets read from the configured secret source.
 
-        client = secretmanager.SecretManagerServiceClient()
-        payload = client.access_secret_version(name=options.token_secret).payload.data
-        return bytes(payload).decode().strip()
-    return None
+    The sidecar reads exactly these three (Terraform grants it exactly these):
+    the API token, the MongoDB URI and the P&L database URL. With the ``env``
+    backend this is a no-op. The token may be absent only when Google ID tokens
+    are accepted instead (SIDECAR_ALLOWED_SERVICE_ACCOUNTS); otherwise a
+    missing token is an error at start-up, not a sidecar that answers 401 to
+    everyone. A secret source that cannot be read stops the start-up too:
+    running with the environment's stand-in values instead would be worse.
+    """
+    optional = (SecretName.SIDECAR_TOKEN,) if settings.sidecar_service_accounts() else ()
+    return settings_with_secrets(
+        settings,
+        SecretName.SIDECAR_TOKEN,
+        SecretName.MONGO_URI,
+        SecretName.PNL_DATABASE_URL,
+        optional=optional,
+    )
 
 
-def create_app(
-    settings: Settings,
-    deps: SidecarDeps | None = None,
-    options: SidecarOptions | None = None,
-) -> FastAPI:
-    """The sidecar app. Nothing connects until the lifespan starts."""
+def create_app(settings: Settings | None = None, deps: SidecarDeps | None = None) -> FastAPI:
+    """The sidecar app. Nothing connects until the lifespan starts.
+
+    ``settings`` defaults to the process's ``get_settings()``; either way its
+    secrets are resolved here, once, before anything uses them.
+    """
     from sidecar.routers import executions, health, killswitch, metrics, positions, status, trade
 
     deps = deps or SidecarDeps()
-    options = options or SidecarOptions()
     if deps.configure_logs:
         configure_logging()
+    settings = resolve_secrets(settings if settings is not None else get_settings())
 
-    token = _static_token(settings, options)
-    accounts = options.service_accounts()
+    token = settings.sidecar_token.get_secret_value() if settings.sidecar_token else None
+    accounts = settings.sidecar_service_accounts()
     verifier = deps.id_token_verifier
     if verifier is None and accounts:
-        verifier = google_verifier(options.auth_audience or settings.sidecar_url)
+        verifier = google_verifier(settings.sidecar_auth_audience or settings.sidecar_url)
     if token is None and not accounts:
         log.warning("no SIDECAR_TOKEN and no service accounts: every protected route is 401")
     auth = dependency(Authenticator(token, service_accounts=accounts, verifier=verifier))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings, options, deps)
+        runtime = Runtime(settings, deps)
         app.state.runtime = runtime
         await runtime.start()
         try:

@@ -10,9 +10,14 @@ Why it is built the way it is:
   MARGIN_OK -> WORKING(rung k) -> end). The order id is reserved and persisted
   before the order is sent, and ``submitted`` is set after. A restart therefore
   always knows whether an order may exist, and reconciliation (by orderRef)
-  decides whether to adopt it, place it, or stop and alert.
+  decides whether to adopt it, settle it from executions, or stop and alert;
+  it never places an order for a record that already reserved an order id
+  (see ``_no_trace_at_ib``).
 * **One combo, modified in place.** The ladder moves the same order id down
-  the rungs; a cancel racing a fill is how duplicates happen.
+  the rungs; a cancel racing a fill is how duplicates happen. A move IB
+  refuses leaves the order working at the previous rung: it is cancelled
+  (confirmed by IB) and the execution ends, never left working untracked
+  (see ``_refused_modification``).
 * **Fail closed.** Unknown margin, unknown quotes, an unexpected broker state:
   no order, and an alert.
 * **Isolation.** One task per execution, one lock per follower, nothing shared
@@ -36,7 +41,7 @@ from spreadpilot.adapters.ib_broker import (
     BrokerError,
     GatewayUnavailable,
     IBBroker,
-    OptionContract,
+    OrderView,
 )
 from spreadpilot.clock import Clock
 from spreadpilot.domain.alerts import Alert, AlertType, Severity
@@ -518,19 +523,7 @@ class Executor:
                 # The order finished while we were away and only its
                 # executions remain: settle the record from them.
                 return await self._settle_from_executions(record, filled, broker)
-            if not record.get("submitted"):
-                # Written but never sent (crash between the two): sending it
-                # now is the first and only order IB will know of.
-                bag = self._bag_from_record(broker, record)
-                return await self._send_recorded(record, session, bag)
-            await self._end(
-                record,
-                S.FAILED,
-                AlertType.GATEWAY_UNREACHABLE,
-                "order was sent but IB has no trace of it: not re-sending, check manually",
-                {"order_ref": record["order_ref"], "order_id": record.get("order_id")},
-            )
-            return True
+            return await self._no_trace_at_ib(record, filled is None)
         log.info(
             "adopted working order after reconnect",
             extra={
@@ -541,36 +534,44 @@ class Executor:
         )
         return await self._ladder(record, session, trade)
 
-    async def _send_recorded(self, record: Record, session: Session, bag: Contract) -> bool:
-        broker = session.broker
-        limit = assert_credit_limit(float(record["limit"]))
-        order_id = broker.next_order_id()
-        record = await self._update(
-            record, {"order_id": order_id, "rung_started_at": self.clock.now()}
-        )
-        trade = broker.place(
-            bag, broker.limit_order(order_id, int(record["qty"]), limit, record["order_ref"])
-        )
-        self.metrics.orders_sent.labels(session.follower_id, "entry").inc()
-        record = await self._update(record, {"submitted": True})
-        return await self._ladder(record, session, trade)
+    async def _no_trace_at_ib(self, record: Record, executions_unknown: bool) -> bool:
+        """An order-holding record whose order IB does not know: end it, send nothing.
 
-    def _bag_from_record(self, broker: IBBroker, record: Record) -> Contract:
-        legs = record["legs"]
-        mk = [
-            (
-                OptionContract(
-                    con_id=int(legs[name]["con_id"]),
-                    symbol=legs["symbol"],
-                    expiry=legs["expiry"],
-                    strike=float(legs[name]["strike"]),
-                    right=legs[name]["right"],
-                ),
-                action,
-            )
-            for name, action in (("long", "BUY"), ("short", "SELL"))
-        ]
-        return broker.bag(mk)
+        Two records lead here. ``submitted`` true: the order was sent and IB has
+        neither an order nor an execution with its orderRef. ``submitted``
+        false: the process stopped between reserving the order id (written
+        first) and confirming the send (written after), so the order may or
+        may not have left. The two cannot be told apart from IB's side with
+        certainty (an order sent on a socket that then died leaves no trace;
+        one sent from another client id is invisible to this session), and a
+        second order for the same signal is the one failure this design
+        exists to prevent. So both fail closed: no order is (re)sent, the
+        execution ends FAILED, and a CRITICAL alert asks a person to look at
+        the account. A person who still wants the trade sends a manual signal
+        with a new ``signal_id`` (this one is spent: one record per signal and
+        follower).
+        """
+        submitted = bool(record.get("submitted"))
+        what = (
+            "order was sent but IB has no trace of it"
+            if submitted
+            else "crash between recording the order and confirming its send; IB has no trace"
+        )
+        await self._end(
+            record,
+            S.FAILED,
+            AlertType.GATEWAY_UNREACHABLE,
+            f"{what}: not re-sending, check the account manually",
+            {
+                "order_ref": record["order_ref"],
+                "order_id": record.get("order_id"),
+                "submitted": submitted,
+                "executions_unknown": executions_unknown,
+                "error_code": None,
+                "error_text": "no open order, completed order or execution with this orderRef",
+            },
+        )
+        return True
 
     async def _ladder(self, record: Record, session: Session, trade: Trade) -> bool:
         """Walk the rungs on one order (modified in place) until filled or exhausted."""
@@ -585,6 +586,14 @@ class Executor:
                 if view.filled >= qty:
                     return await self._filled(record, session, trade)
                 record = await self._note_fills(record, view.filled)
+                if view.done and not cancel_requested and rung > 0:
+                    refused = await self._refused_modification(record, broker, trade, view)
+                    if refused is not None:
+                        # IB still works the order at the previous rung: pull it.
+                        record = refused
+                        cancel_requested = True
+                        broker.cancel(trade)
+                        continue
                 if view.done:
                     return await self._order_ended(record, session, trade, cancel_requested)
                 mode = self.modes.mode_for(session.follower_id)
@@ -636,6 +645,61 @@ class Executor:
                 broker.cancel(trade)
         except GatewayUnavailable as exc:
             return await self._gateway_lost_mid_ladder(record, session, exc)
+
+    async def _refused_modification(
+        self, record: Record, broker: IBBroker, trade: Trade, view: OrderView
+    ) -> Record | None:
+        """After a rung move, tell "the order ended" from "IB refused the move".
+
+        ib_async marks an order Cancelled on *any* order error, including a
+        refused modification (error 201), although IB then keeps the order
+        working at its previous price. Taking that local status at its word
+        would end the execution while a live order, no longer tracked, can
+        still fill. So IB is asked (open orders, which also restores the
+        order's real status and limit locally); if it still works the order,
+        the refusal is recorded and the caller cancels the order and waits for
+        IB to confirm, and the execution ends REJECTED (nothing filled) or
+        LIMIT_REACHED (partly filled) with a CRITICAL alert.
+
+        Why cancel instead of working on at the previous rung: a broker that
+        refuses one price change will most likely refuse the next, and every
+        unconfirmed change is another moment where our view and IB's differ.
+        One cancel, confirmed by IB, leaves nothing working that we do not
+        know about. Returns the updated record, or None if the order really ended.
+        """
+        code, text = view.error_code, view.error_text
+        await broker.refresh_open_orders()
+        after = broker.view(trade)
+        if after.done:
+            return None
+        rung = int(record.get("rung") or 0)
+        working_limit = after.lmt_price
+        log.error(
+            "rung move refused by IB; order still working at its previous limit",
+            extra={
+                "execution_id": record["_id"],
+                "rung": rung,
+                "refused_limit": record.get("limit"),
+                "working_limit": working_limit,
+                "error_code": code,
+            },
+        )
+        return await self._update(
+            record,
+            {
+                "cancel_requested": True,
+                "cancel_reason": f"modification rejected: {code} {text}".strip(),
+                "modify_rejected": {
+                    "rung": rung,
+                    "refused_limit": record.get("limit"),
+                    "error_code": code,
+                    "error_text": text,
+                },
+                # What IB is actually working, not the refused rung.
+                "rung": max(rung - 1, 0),
+                "limit": working_limit if working_limit is not None else record.get("limit"),
+            },
+        )
 
     async def _wait_change(self, session: Session, trade: Trade, clock_seconds: float) -> None:
         """Wait for a status/fill change, the clock, or a disconnect; whichever is first."""
@@ -741,6 +805,31 @@ class Executor:
                 extra={"filled_qty": filled},
             )
             return True
+        refused = record.get("modify_rejected")
+        if refused and cancel_requested and filled == 0:
+            await self._end(
+                record,
+                S.REJECTED,
+                AlertType.GATEWAY_UNREACHABLE,
+                f"IB refused the move to rung {refused.get('rung')} "
+                f"({refused.get('error_code')} {refused.get('error_text')}); the order, still "
+                f"working at {record.get('limit')}, was cancelled; nothing filled",
+                {
+                    "error_code": refused.get("error_code"),
+                    "error_text": refused.get("error_text"),
+                    "refused_rung": refused.get("rung"),
+                    "refused_limit": refused.get("refused_limit"),
+                    "final_limit": record.get("limit"),
+                    "initial_limit": record.get("initial_limit", ladder[0]["limit"]),
+                    "filled_qty": 0,
+                    "qty": qty,
+                    "order_id": view.order_id,
+                    "order_ref": view.order_ref,
+                    "status": view.status,
+                },
+                extra={"filled_qty": 0},
+            )
+            return True
         if cancel_requested or filled > 0:
             params = {
                 "attempts": rung + 1,
@@ -750,6 +839,9 @@ class Executor:
                 "qty": qty,
                 "reason": record.get("cancel_reason") or view.status,
             }
+            if refused:
+                params["error_code"] = refused.get("error_code")
+                params["error_text"] = refused.get("error_text")
             if filled > 0:
                 self._alert(
                     AlertType.PARTIAL_FILL,

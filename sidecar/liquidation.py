@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,11 +29,14 @@ from spreadpilot.adapters.ib_broker import (
     GatewayUnavailable,
     LegQuote,
     OptionContract,
+    OrderView,
 )
+from spreadpilot.clock import NEW_YORK
 from spreadpilot.domain.alerts import Alert, AlertType, Severity
 from spreadpilot.domain.followers import TradingMode
 from spreadpilot.domain.spreads import Right, closing_action, leg_mid
 from spreadpilot.domain.timevalue import (
+    FindingKind,
     OrphanFinding,
     PositionSpread,
     group_spreads,
@@ -219,6 +223,43 @@ class LiquidationResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass
+class FlattenResult:
+    """The outcome of closing one unpaired position (``POST /flatten``)."""
+
+    follower_id: str
+    kind: str
+    con_id: int
+    qty: int
+    status: str  # FILLED, WORKING, CANCELLED..., NOT_FOUND, REFUSED, FAILED
+    action: str | None = None
+    order_id: int | None = None
+    order_ref: str | None = None
+    filled: float = 0.0
+    avg_price: float | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+#: What ``flatten`` may close: an assignment's stock or orphan long, or a naked short.
+FLATTEN_KINDS = frozenset(
+    {FindingKind.STOCK_POSITION, FindingKind.SHORT_LEG_MISSING, FindingKind.NAKED_SHORT}
+)
+_REF_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+def flatten_order_ref(follower_id: str, con_id: int, trading_day: date) -> str:
+    """``flat-<follower>-<conId>-<YYYYMMDD>``: the same for every retry of one day.
+
+    Deterministic so that a retried request (a timed-out call, the next
+    monitor run) finds the order already working instead of sending another.
+    """
+    readable = _REF_UNSAFE.sub("", follower_id.lower())[:12] or "f"
+    return f"flat-{readable}-{int(con_id)}-{trading_day.strftime('%Y%m%d')}"
 
 
 class Liquidator:
@@ -458,21 +499,7 @@ class Liquidator:
     async def _await_fill(
         self, session: Session, spread: SpreadView, trade: Trade, qty: int, reason: str
     ) -> LiquidationResult:
-        broker = session.broker
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.fill_wait
-        while True:
-            view = broker.view(trade)
-            if view.done or view.filled >= view.total_quantity:
-                break
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                await broker.wait_for_status(trade, min(remaining, 1.0))
-            except GatewayUnavailable:
-                break
-        view = broker.view(trade)
+        view = await self._wait_done(session, trade)
         filled = view.filled >= view.total_quantity and view.total_quantity > 0
         status = "FILLED" if filled else ("WORKING" if not view.done else view.status.upper())
         result = LiquidationResult(
@@ -506,6 +533,171 @@ class Liquidator:
                 alert_id=f"{view.order_ref}:{kind.value}:unfilled",
             )
         return result
+
+    # -- unpaired positions --------------------------------------------------------------
+
+    async def flatten(
+        self, session: Session, kind: str, con_id: int, qty: int | None, reason: str
+    ) -> FlattenResult:
+        """Close one unpaired position (SPEC 4 "Assignment") with ONE market order.
+
+        The position is re-read from IB and must still be the unpaired
+        ``kind`` at ``con_id`` (NOT_FOUND otherwise). The order only ever
+        *reduces* it: SELL long shares or a lone long option, BUY back short
+        shares or a naked short option, for at most the unpaired quantity, so
+        a leg that is half of a spread is never touched and nothing is opened.
+        The orderRef is fixed per (follower, contract, trading day): a retry
+        joins the order still working; a second flatten of a contract whose
+        flatten already filled today is refused (IB still reporting the
+        position then means our view and IB's differ, and a second order could
+        open the opposite position), for a person to check.
+        Runs under the follower's liquidation lock; allowed in reduce-only,
+        refused when halted.
+        """
+        lock = self._locks.setdefault(session.follower_id, asyncio.Lock())
+        fid = session.follower_id
+        async with lock:
+            mode = self.killswitch.mode_for(fid)
+            if not mode.allows_closing():
+                return FlattenResult(fid, kind, con_id, 0, "REFUSED", error=f"mode {mode.value}")
+            broker = session.broker
+            day = self.now().astimezone(NEW_YORK).date()
+            order_ref = flatten_order_ref(fid, con_id, day)
+            working = next((t for t in broker.open_trades() if t.order.orderRef == order_ref), None)
+            if working is not None:
+                return await self._await_flatten(session, kind, con_id, working, reason)
+            raw = await broker.positions()
+            _, orphans = group_spreads(to_domain_positions(raw))
+            match = next(
+                (
+                    o
+                    for o in orphans
+                    if o.kind.value == kind
+                    and o.kind in FLATTEN_KINDS
+                    and o.position.key == str(con_id)
+                ),
+                None,
+            )
+            if match is None:
+                return FlattenResult(fid, kind, con_id, 0, "NOT_FOUND")
+            unpaired = abs(match.position.qty)
+            size = min(qty or unpaired, unpaired)
+            action = "SELL" if match.position.qty > 0 else "BUY"
+            done_before = [t for t in broker.trades_by_ref(order_ref) if broker.view(t).filled > 0]
+            if done_before:
+                error = (
+                    f"{order_ref} already filled today, yet IB still reports {match.position.qty} "
+                    f"of conId {con_id}: not sending another order, check the account"
+                )
+                self._alert(
+                    match.alert_type,
+                    f"flatten of {kind} {con_id} refused: {error}",
+                    {"kind": kind, "con_id": con_id, "qty": match.position.qty, "reason": reason},
+                    fid,
+                    severity=Severity.CRITICAL,
+                    alert_id=f"{order_ref}:refused",
+                )
+                return FlattenResult(
+                    fid, kind, con_id, size, "REFUSED", action, order_ref=order_ref, error=error
+                )
+            try:
+                contract = await broker.position_contract(con_id)
+                order_id = broker.next_order_id()
+                trade = broker.place(
+                    contract, broker.market_order(order_id, action, size, order_ref)
+                )
+            except BrokerError as exc:
+                self._alert(
+                    AlertType.GATEWAY_UNREACHABLE,
+                    f"flatten of {kind} {con_id} not sent: {exc.text}",
+                    {
+                        "kind": kind,
+                        "con_id": con_id,
+                        "qty": size,
+                        "reason": reason,
+                        "error": exc.text,
+                    },
+                    fid,
+                )
+                return FlattenResult(
+                    fid, kind, con_id, size, "FAILED", action, order_ref=order_ref, error=exc.text
+                )
+            self.metrics.orders_sent.labels(fid, "flatten").inc()
+            log.warning(
+                "flatten sent",
+                extra={
+                    "follower_id": fid,
+                    "kind": kind,
+                    "con_id": con_id,
+                    "action": action,
+                    "qty": size,
+                    "order_id": order_id,
+                    "order_ref": order_ref,
+                    "reason": reason,
+                },
+            )
+            return await self._await_flatten(session, kind, con_id, trade, reason)
+
+    async def _await_flatten(
+        self, session: Session, kind: str, con_id: int, trade: Trade, reason: str
+    ) -> FlattenResult:
+        view = await self._wait_done(session, trade)
+        filled = view.filled >= view.total_quantity > 0
+        status = "FILLED" if filled else ("WORKING" if not view.done else view.status.upper())
+        result = FlattenResult(
+            follower_id=session.follower_id,
+            kind=kind,
+            con_id=con_id,
+            qty=int(view.total_quantity),
+            status=status,
+            action=trade.order.action,
+            order_id=view.order_id,
+            order_ref=view.order_ref,
+            filled=view.filled,
+            avg_price=view.avg_fill_price or None,
+            error=view.error_text or None,
+        )
+        naked = kind == FindingKind.NAKED_SHORT.value
+        params = {**result.as_dict(), "reason": reason}
+        if filled:
+            self._alert(
+                AlertType.LEGGED_POSITION if naked else AlertType.ASSIGNMENT_RESOLVED,
+                f"flattened {kind} {con_id}: {result.action} {result.qty} at {result.avg_price}",
+                params,
+                session.follower_id,
+                severity=Severity.WARNING if naked else None,
+                # tv_monitor raises ASSIGNMENT_RESOLVED with this id too: one reaches people.
+                alert_id=f"{view.order_ref}:"
+                + (AlertType.LEGGED_POSITION if naked else AlertType.ASSIGNMENT_RESOLVED).value,
+            )
+        else:
+            self._alert(
+                AlertType.LEGGED_POSITION if naked else AlertType.ASSIGNMENT_DETECTED,
+                f"flatten of {kind} {con_id} not filled ({status}); retry next cycle",
+                params,
+                session.follower_id,
+                severity=Severity.CRITICAL,
+                alert_id=f"{view.order_ref}:unfilled:{status}",
+            )
+        return result
+
+    async def _wait_done(self, session: Session, trade: Trade) -> OrderView:
+        """Wait (up to ``fill_wait``) for a market order to finish; its last view."""
+        broker = session.broker
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.fill_wait
+        while True:
+            view = broker.view(trade)
+            if view.done or view.filled >= view.total_quantity:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await broker.wait_for_status(trade, min(remaining, 1.0))
+            except GatewayUnavailable:
+                break
+        return broker.view(trade)
 
     def _working_liquidations(self, session: Session) -> dict[frozenset[int], Trade]:
         """Our closing orders still working, keyed by the con ids of their legs."""
@@ -550,4 +742,11 @@ class Liquidator:
             log.exception("alert publish failed")
 
 
-__all__ = ["KillSwitch", "Liquidator", "Right", "spread_id_of"]
+__all__ = [
+    "FlattenResult",
+    "KillSwitch",
+    "Liquidator",
+    "Right",
+    "flatten_order_ref",
+    "spread_id_of",
+]

@@ -6,8 +6,10 @@ about intent. After a restart or a dropped session the two are matched by
 
 * IB's executions (all of today's) are written to ``fills`` (idempotent);
 * every unfinished execution of the follower is resumed by the executor,
-  which adopts its order by orderRef - or, if the record shows the order was
-  never sent, sends it once - and never places a second order;
+  which adopts its order by orderRef, settles it from executions if it
+  finished meanwhile, and never places an order for a record that already
+  holds an order id: if IB has no trace of it (whether or not the record got
+  as far as "sent"), the execution fails with a CRITICAL alert for a person;
 * an order of ours (``sp-`` prefix) that no unfinished record explains is
   reported as CRITICAL for a person; it is never touched automatically.
 

@@ -243,6 +243,79 @@ class Settings(BaseSettings):
             "service account (production) instead of SIDECAR_TOKEN."
         ),
     )
+    sidecar_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Interface the sidecar binds (loopback unless deployed behind a firewall).",
+    )
+    sidecar_auth_audience: str | None = Field(
+        default=None,
+        description="Audience of the Google ID tokens the sidecar accepts (unset: SIDECAR_URL).",
+    )
+    sidecar_allowed_service_accounts: str = Field(
+        default="",
+        description=(
+            "Comma-separated service-account e-mails whose Google ID tokens the sidecar "
+            "accepts (the functions' account in production); empty = static token only."
+        ),
+    )
+    sidecar_market_data_follower: str | None = Field(
+        default=None,
+        description="Follower whose gateway session supplies quotes for everyone (optional).",
+    )
+    sidecar_follower_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="How often the sidecar re-reads the followers."
+    )
+    sidecar_reconnect_initial_seconds: float = Field(
+        default=0.5, gt=0, description="First delay before reconnecting a dropped gateway."
+    )
+    sidecar_reconnect_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest delay between gateway reconnects (the backoff doubles up to it).",
+    )
+    sidecar_health_interval_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds between round trips that prove a session alive."
+    )
+    sidecar_request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for any gateway request (a hung one holds a follower's lock).",
+    )
+    sidecar_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait for a gateway connection handshake."
+    )
+    sidecar_ready_timeout_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long an execution waits for its session to be ready before failing.",
+    )
+    sidecar_reconnect_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "How long a ladder waits for a dropped gateway before leaving its working "
+            "order to reconciliation."
+        ),
+    )
+    sidecar_execution_max_age_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description=(
+            "Clock seconds after which an execution that sent no order is abandoned "
+            "instead of resumed (a stale signal must not trade)."
+        ),
+    )
+    sidecar_liquidation_fill_wait_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a liquidation or flatten waits for its market order to fill.",
+    )
+    sidecar_mongo_timeout_ms: int = Field(
+        default=2000,
+        ge=100,
+        description="MongoDB server-selection timeout of the sidecar, in milliseconds.",
+    )
 
     # --- Alerts -------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(
@@ -316,6 +389,18 @@ class Settings(BaseSettings):
             raise ValueError(f"SHEETS_API_BASE must be an http(s) URL, got {value!r}")
         return value.strip().rstrip("/")
 
+    @field_validator("sidecar_allowed_service_accounts")
+    @classmethod
+    def _service_accounts(cls, value: str) -> str:
+        # A typo here would silently lock the functions out (every call 401),
+        # or, worse, a stray word could look like an identity: accept e-mails only.
+        for account in _split_accounts(value):
+            if "@" not in account or any(c.isspace() for c in account):
+                raise ValueError(
+                    f"SIDECAR_ALLOWED_SERVICE_ACCOUNTS entry {account!r} is not an e-mail address"
+                )
+        return value
+
     @field_validator("price_increment")
     @classmethod
     def _whole_ticks(cls, value: float) -> float:
@@ -333,6 +418,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ALERT_RETRY_MAX_SECONDS ({self.alert_retry_max_seconds}) must not be below "
                 f"ALERT_RETRY_BASE_SECONDS ({self.alert_retry_base_seconds})"
+            )
+        if self.sidecar_reconnect_max_seconds < self.sidecar_reconnect_initial_seconds:
+            raise ValueError(
+                f"SIDECAR_RECONNECT_MAX_SECONDS ({self.sidecar_reconnect_max_seconds}) must not "
+                f"be below SIDECAR_RECONNECT_INITIAL_SECONDS "
+                f"({self.sidecar_reconnect_initial_seconds})"
             )
         if (self.vault_enabled or self.secrets_backend == "vault") and not self.vault_addr:
             raise ValueError("VAULT_ADDR is required when Vault is the secrets backend")
@@ -365,6 +456,14 @@ class Settings(BaseSettings):
     def channels_for(self, severity: Severity) -> tuple[AlertChannel, ...]:
         """Channels an alert of ``severity`` goes to (ALERT_ROUTING)."""
         return self.alert_routing.get(severity, ())
+
+    def sidecar_service_accounts(self) -> frozenset[str]:
+        """SIDECAR_ALLOWED_SERVICE_ACCOUNTS as a set of lower-case e-mails."""
+        return frozenset(a.lower() for a in _split_accounts(self.sidecar_allowed_service_accounts))
+
+
+def _split_accounts(value: str) -> list[str]:
+    return [a.strip() for a in value.split(",") if a.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -471,7 +471,10 @@ def get_secret(name: SecretName | str, source: SecretSource | None = None) -> Se
 
 
 def settings_with_secrets(
-    settings: Settings, *names: SecretName, source: SecretSource | None = None
+    settings: Settings,
+    *names: SecretName,
+    source: SecretSource | None = None,
+    optional: Collection[SecretName] = (),
 ) -> Settings:
     """A copy of ``settings`` whose fields for ``names`` come from the secret source.
 
@@ -479,6 +482,11 @@ def settings_with_secrets(
     configured for Secret Manager or Vault asks only for what it is granted.
     With the ``env`` backend the settings already hold the environment's
     values and are returned unchanged.
+
+    A name in ``optional`` that the source does not hold (SecretNotFoundError)
+    leaves its field as configured, for secrets a deployment may do without
+    (a sheet read with the service account needs no API key). Every other
+    failure raises: a backend that cannot be asked is never read as "no secret".
     """
     if backend_name(settings) == "env" and source is None:
         return settings
@@ -487,8 +495,13 @@ def settings_with_secrets(
     for name in names:
         spec = _spec(name)
         if spec.settings_field is None or spec.settings_field not in type(settings).model_fields:
-            continue  # e.g. a field only a subclass (the functions' settings) has
-        value = chosen.get(spec.name)
+            continue  # a secret that fills no setting
+        try:
+            value = chosen.get(spec.name)
+        except SecretNotFoundError:
+            if spec.name in optional:
+                continue
+            raise
         current = getattr(settings, spec.settings_field)
         update[spec.settings_field] = (
             value if isinstance(current, SecretStr) or current is None else value.get_secret_value()

@@ -1,9 +1,9 @@
-"""``GET /positions[/{follower_id}]`` and ``POST /liquidate``."""
+"""``GET /positions[/{follower_id}]``, ``POST /liquidate`` and ``POST /flatten``."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,4 +63,46 @@ async def liquidate(body: LiquidateBody, runtime: RuntimeDep) -> dict[str, Any]:
         raise HTTPException(status_code=404, detail=f"no open spread {body.spread_id!r}")
     if result.status == "REFUSED":
         raise HTTPException(status_code=409, detail=f"liquidation refused: {result.error}")
+    return result.as_dict()
+
+
+class FlattenBody(BaseModel):
+    """Close one unpaired position (an orphan of ``GET /positions``) with one market order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    follower_id: str = Field(max_length=128)
+    kind: Literal["STOCK_POSITION", "SHORT_LEG_MISSING", "NAKED_SHORT"] = Field(
+        description="the orphan's kind as GET /positions lists it"
+    )
+    con_id: int = Field(ge=1, description="the orphan's con_id")
+    qty: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="default: all of the unpaired quantity (never more)",
+    )
+    reason: str = Field(default="ASSIGNMENT", max_length=200)
+
+
+@router.post("/flatten")
+async def flatten(body: FlattenBody, runtime: RuntimeDep) -> dict[str, Any]:
+    """SELL stock/long options or BUY back short ones, only ever reducing the position.
+
+    404 when that unpaired position is not (or no longer) there; 409 when the
+    follower is halted, or when a flatten of it already filled today.
+    """
+    session = connected_or_503(session_or_404(runtime, body.follower_id))
+    try:
+        result = await runtime.liquidator.flatten(
+            session, body.kind, body.con_id, body.qty, body.reason
+        )
+    except BrokerError as exc:
+        raise HTTPException(status_code=503, detail=f"broker: {exc.text}") from None
+    if result.status == "NOT_FOUND":
+        raise HTTPException(
+            status_code=404, detail=f"no unpaired {body.kind} position with conId {body.con_id}"
+        )
+    if result.status == "REFUSED":
+        raise HTTPException(status_code=409, detail=f"flatten refused: {result.error}")
     return result.as_dict()

@@ -120,6 +120,43 @@ def test_functions_use_the_one_model() -> None:
     assert models == []
 
 
+def test_sidecar_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sidecar's knobs are fields of the one model, under their SIDECAR_* names."""
+    s = Settings()
+    assert s.sidecar_host == "127.0.0.1"
+    assert s.sidecar_execution_max_age_seconds == 900.0
+    assert s.sidecar_reconnect_initial_seconds == 0.5 and s.sidecar_reconnect_max_seconds == 30
+    assert s.sidecar_liquidation_fill_wait_seconds == 15.0 and s.sidecar_mongo_timeout_ms == 2000
+    assert s.sidecar_service_accounts() == frozenset() and s.sidecar_market_data_follower is None
+    monkeypatch.setenv("SIDECAR_HOST", "0.0.0.0")
+    monkeypatch.setenv("SIDECAR_EXECUTION_MAX_AGE_SECONDS", "120")
+    monkeypatch.setenv("SIDECAR_ALLOWED_SERVICE_ACCOUNTS", " Fn@P.iam.gserviceaccount.com, ,b@x.io")
+    monkeypatch.setenv("SIDECAR_MARKET_DATA_FOLLOWER", "quotes")
+    monkeypatch.setenv("SIDECAR_READY_TIMEOUT_SECONDS", "0")
+    s = Settings()
+    assert s.sidecar_host == "0.0.0.0" and s.sidecar_execution_max_age_seconds == 120.0
+    assert s.sidecar_service_accounts() == {"fn@p.iam.gserviceaccount.com", "b@x.io"}
+    assert s.sidecar_market_data_follower == "quotes" and s.sidecar_ready_timeout_seconds == 0
+
+
+def test_the_sidecar_has_no_settings_model_of_its_own() -> None:
+    import importlib
+    import pkgutil
+
+    from pydantic_settings import BaseSettings
+
+    import sidecar
+
+    for info in pkgutil.walk_packages(sidecar.__path__, "sidecar."):
+        module = importlib.import_module(info.name)
+        models = [
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, BaseSettings) and v is not Settings
+        ]
+        assert models == [], info.name
+
+
 @pytest.mark.parametrize(
     ("env", "value", "fragment"),
     [
@@ -140,6 +177,11 @@ def test_functions_use_the_one_model() -> None:
         ("ALERT_RETRY_BASE_SECONDS", "-1", "alert_retry_base_seconds"),
         ("ALERT_RETRY_MAX_SECONDS", "0.1", "must not be below ALERT_RETRY_BASE_SECONDS (0.5)"),
         ("SIDECAR_USE_ID_TOKEN", "maybe", "sidecar_use_id_token"),
+        ("SIDECAR_EXECUTION_MAX_AGE_SECONDS", "0", "sidecar_execution_max_age_seconds"),
+        ("SIDECAR_MONGO_TIMEOUT_MS", "5", "sidecar_mongo_timeout_ms"),
+        ("SIDECAR_REQUEST_TIMEOUT_SECONDS", "-1", "sidecar_request_timeout_seconds"),
+        ("SIDECAR_RECONNECT_MAX_SECONDS", "0.1", "must not be below SIDECAR_RECONNECT_INITIAL"),
+        ("SIDECAR_ALLOWED_SERVICE_ACCOUNTS", "functions", "is not an e-mail address"),
     ],
 )
 def test_validation_errors_are_clear(

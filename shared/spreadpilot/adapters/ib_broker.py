@@ -199,6 +199,23 @@ class _Hooks:
     on_disconnect: list[Callable[[], None]] = field(default_factory=list)
 
 
+def fill_time(fill: Fill) -> datetime:
+    """When ``fill`` happened, as the gateway says (timezone-aware).
+
+    ``Fill.time`` is not that: for a live fill ib_async stamps it with the
+    wall-clock time the message *arrived*, so a fill replayed after a reconnect,
+    or any fill from a gateway on a simulated clock (ibsim, the demo), would be
+    booked at the wrong instant - and P&L groups fills by trading date. The
+    execution's own time (``Execution.time``, IB's execution timestamp) is
+    authoritative; ``Fill.time`` is the fallback when IB sent none (ib_async's
+    default is the epoch), and "now" only when neither is usable.
+    """
+    for candidate in (getattr(fill.execution, "time", None), fill.time):
+        if isinstance(candidate, datetime) and candidate.year > 1970:
+            return candidate if candidate.tzinfo else candidate.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
 def _finite(x: float) -> bool:
     return isinstance(x, int | float) and math.isfinite(x) and abs(x) < UNSET_DOUBLE / 2
 
@@ -356,6 +373,24 @@ class IBBroker:
                 for leg, action in legs
             ],
         )
+
+    async def position_contract(self, con_id: int) -> Contract:
+        """The full contract of a held position, ready to be ordered.
+
+        Positions come with an empty exchange (IB's, and ibsim's), and an
+        order without one is refused; a SMART-routed stock order also needs
+        its primary exchange to be unambiguous. Qualifying the conId fills
+        both from IB's own contract details instead of guessing them here.
+        """
+        query = Contract(conId=int(con_id), exchange="SMART")
+        found = await self._call(self._ib.qualifyContractsAsync(query), "qualify")
+        if not found or not isinstance(found[0], Contract) or not found[0].conId:
+            raise BrokerError(f"no contract with conId {con_id}", 200)
+        contract: Contract = found[0]
+        contract.exchange = "SMART"
+        if contract.secType == "STK" and not contract.primaryExchange:
+            raise BrokerError(f"stock {contract.symbol} has no primary exchange", 200)
+        return contract
 
     def next_order_id(self) -> int:
         """Reserve an order id so it can be persisted before the order is sent."""
@@ -586,7 +621,7 @@ class IBBroker:
 
     def _fill_record(self, fill: Fill) -> FillRecord:
         c, e = fill.contract, fill.execution
-        t = fill.time if isinstance(fill.time, datetime) else datetime.now(UTC)
+        t = fill_time(fill)
         return FillRecord(
             exec_id=e.execId,
             account=e.acctNumber,
@@ -602,7 +637,7 @@ class IBBroker:
             side=e.side,
             shares=float(e.shares),
             price=float(e.price),
-            time=t if t.tzinfo else t.replace(tzinfo=UTC),
+            time=t,
         )
 
     @staticmethod

@@ -224,6 +224,10 @@ class SidecarClient:
         """``POST /liquidate``: close one spread as one combo market order."""
         return self._call("POST", "/liquidate", json=dict(body))
 
+    def flatten(self, body: Mapping[str, Any]) -> SidecarReply:
+        """``POST /flatten``: close one unpaired position (assignment stock, orphan leg)."""
+        return self._call("POST", "/flatten", json=dict(body))
+
     def status(self) -> Any:
         return self._call("GET", "/status").body
 

@@ -16,15 +16,13 @@ def sidecar(host: str | None, port: int | None, log_level: str) -> None:
     import uvicorn
 
     from sidecar.app import create_app
-    from sidecar.options import SidecarOptions
     from spreadpilot.config import get_settings
 
     settings = get_settings()
-    options = SidecarOptions()
-    app = create_app(settings, options=options)
+    app = create_app(settings)  # resolves SECRETS_BACKEND (env, gcp, vault) once
     uvicorn.run(
         app,
-        host=host or options.host,
+        host=host or settings.sidecar_host,
         port=port or settings.sidecar_port,
         log_level=log_level,
         access_log=False,

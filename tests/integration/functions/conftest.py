@@ -68,3 +68,4 @@ def _load_sidecar_fixtures() -> Any:
 _sidecar_fixtures = _load_sidecar_fixtures()
 make_stack = _sidecar_fixtures.make_stack
 FollowerSpec = _sidecar_fixtures.FollowerSpec
+person_for = _sidecar_fixtures.person_for

@@ -1,4 +1,4 @@
-"""tv_monitor's assignment detection (SPEC section 4 "Assignment") through
+"""tv_monitor's assignment handling (SPEC section 4 "Assignment") through
 functions-framework, against the real sidecar on ibsim.
 
 The positions are made the way they arise, not written into the simulator:
@@ -11,25 +11,24 @@ The positions are made the way they arise, not written into the simulator:
   account from another API client (as an early assignment or a manual
   intervention in TWS would leave it).
 
-No sidecar route flattens stock or closes an unpaired long (``/liquidate`` and
-``/close`` act on paired spreads only), so the positions are closed here by
-that other client, "a person", and the monitor's ASSIGNMENT_RESOLVED is
-checked on what it then sees.
+The system resolves both itself: the run that raises ASSIGNMENT_DETECTED calls
+the sidecar's ``POST /flatten``, which closes that one position with one market
+order, and ASSIGNMENT_RESOLVED follows from that fill. ibsim's own book is
+checked flat afterwards.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, time
 from typing import Any
 
 import pytest
 import sidecar_stack_fixtures
 from fn_harness import FunctionEnv, FunctionServer, Topic
-from sidecar_harness import TOKEN, TRADE_DAY, LoopThread, trading_start, wait_for
+from sidecar_harness import TOKEN, TRADE_DAY, Person, trading_start, wait_for
 from sidecar_stack_fixtures import FollowerSpec
 from spreadpilot.clock import NEW_YORK, ScaledClock
 
@@ -54,62 +53,19 @@ def alerts_of(topic: Topic) -> list[dict[str, Any]]:
     return [json.loads(m.data) for m in topic.pull()]
 
 
+def stream_types(redis_client: Any, follower_id: str) -> list[str]:
+    """Types of ``follower_id``'s alerts on the Redis stream ``alerts``, in publish order."""
+    out = []
+    for _id, fields in redis_client.xrange("alerts"):
+        alert = json.loads(fields[b"alert"])
+        if alert.get("follower_id") == follower_id:
+            out.append(alert["type"])
+    return out
+
+
 @pytest.fixture
 def alert_topic(topics: Callable[[str], Topic]) -> Topic:
     return topics("alerts")
-
-
-class Person:
-    """Another API client on the follower's gateway: what a person in TWS would do.
-
-    Uses the real ib_async on its own event loop thread, with a client id no
-    sidecar session uses.
-    """
-
-    def __init__(self, port: int, client_id: int = 97) -> None:
-        import ib_async
-
-        self.lib = ib_async
-        self.lt = LoopThread("person")
-        self.ib = ib_async.IB()
-        self.lt.run(self.ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=10))
-
-    def market_order(self, contract: Any, action: str, qty: float) -> str:
-        """Place a market order for ``contract``; return its final status."""
-
-        async def place() -> str:
-            await self.ib.qualifyContractsAsync(contract)
-            trade = self.ib.placeOrder(contract, self.lib.MarketOrder(action, qty, account=ACCOUNT))
-            for _ in range(500):
-                if trade.isDone():
-                    break
-                await asyncio.sleep(0.02)
-            return str(trade.orderStatus.status)
-
-        return self.lt.run(place())
-
-    def option(self, strike: float, right: str = "P") -> Any:
-        return self.lib.Option("QQQ", EXPIRY, strike, right, "SMART", currency="USD")
-
-    def stock(self) -> Any:
-        return self.lib.Stock("QQQ", "SMART", "USD")
-
-    def close(self) -> None:
-        self.lt.call(self.ib.disconnect)
-        self.lt.stop()
-
-
-@pytest.fixture
-def person_for() -> Iterator[Callable[[int], Person]]:
-    people: list[Person] = []
-
-    def make(port: int) -> Person:
-        people.append(Person(port))
-        return people[-1]
-
-    yield make
-    for p in people:
-        p.close()
 
 
 def open_spread(stack: Any, fid: str, **body: Any) -> None:
@@ -124,7 +80,6 @@ def test_stock_from_assignment_at_expiry_is_detected_once_then_resolved(
     function_env: FunctionEnv,
     redis_client: Any,
     alert_topic: Topic,
-    person_for: Callable[[int], Person],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The session starts ten simulated minutes before the close (30x: ~20 s of
@@ -157,24 +112,43 @@ def test_stock_from_assignment_at_expiry_is_detected_once_then_resolved(
         first = wait_for(lambda: (r := fn.post({"force": True}).json())["assignments"] and r, 30)
         assert first["assignments"] == [ident], fn.logs()
         assert first["statuses"] == {} and first["liquidated"] == []
-        # Detected once: a later run does not raise it again.
-        assert fn.post({"force": True}).json()["assignments"] == []
-
-        detected = [a for a in alerts_of(alert_topic) if a["type"] == "ASSIGNMENT_DETECTED"]
+        published = alerts_of(alert_topic)
+        detected = [a for a in published if a["type"] == "ASSIGNMENT_DETECTED"]
         assert len(detected) == 1
         alert = detected[0]
         assert alert["severity"] == "CRITICAL" and alert["follower_id"] == fid
         assert alert["params"]["kind"] == "STOCK_POSITION"
         assert alert["params"]["sec_type"] == "STK" and alert["params"]["qty"] == 100
 
-        # No sidecar route flattens stock: a person sells it; the monitor sees it go.
-        person = person_for(stack.port_of(fid))
-        assert person.market_order(person.stock(), "SELL", 100) == "Filled"
-        resolved = wait_for(lambda: (r := fn.post({"force": True}).json())["resolved"] and r, 30)
-        assert resolved["resolved"] == [ident]
-        types = [a["type"] for a in alerts_of(alert_topic)]
-        assert types.count("ASSIGNMENT_RESOLVED") == 1 and "ASSIGNMENT_DETECTED" not in types
+        # The same run resolved it: the sidecar sold the 100 shares (one market order).
+        assert first["flattened"] == [ident] and first["resolved"] == [ident]
+        assert first["flatten_failed"] == {}
+        assert wait_for(lambda: not any(stack.sim.positions(ACCOUNT).values()), 15)
+        [flat] = stack.sim.orders(prefix="flat-")
+        assert (flat.ticket.action, flat.ticket.total_quantity, flat.status) == (
+            "SELL",
+            100,
+            "Filled",
+        )
+        assert flat.ticket.order_ref.endswith(f"-{QQQ_STOCK_CON_ID}-{EXPIRY}")
+
+        # Detected once and resolved once: a later run raises neither again and
+        # forgets the position (it is gone at IB).
+        later = fn.post({"force": True}).json()
+        assert later["assignments"] == [] and later["resolved"] == []
+        assert later["flattened"] == []
         assert redis_client.hgetall(f"assign:{fid}") == {}
+
+        published += alerts_of(alert_topic)
+        types = [a["type"] for a in published]
+        assert types.count("ASSIGNMENT_DETECTED") == 1, types
+        assert types.count("ASSIGNMENT_RESOLVED") == 1, types
+        ordered = stream_types(redis_client, fid)  # Pub/Sub keeps no order; the stream does
+        assert ordered.index("ASSIGNMENT_DETECTED") < ordered.index("ASSIGNMENT_RESOLVED")
+        # The sidecar raised its own ASSIGNMENT_RESOLVED for the fill.
+        resolved = stack.wait_alert("ASSIGNMENT_RESOLVED", fid)
+        assert resolved["params"]["status"] == "FILLED" and resolved["params"]["qty"] == 100
+        assert len(stack.sim.orders(prefix="flat-")) == 1
     finally:
         redis_client.delete(f"tv:{fid}", f"assign:{fid}")
 
@@ -184,7 +158,7 @@ def test_long_leg_without_its_short_is_an_assignment(
     function_env: FunctionEnv,
     redis_client: Any,
     alert_topic: Topic,
-    person_for: Callable[[int], Person],
+    person_for: Callable[[int, str], Person],
 ) -> None:
     fid = uid("orphan")
     stack = make_stack([FollowerSpec(fid, ACCOUNT)])
@@ -197,17 +171,28 @@ def test_long_leg_without_its_short_is_an_assignment(
         assert report["assignments"] == []
 
         # The short 480 put goes away while the long 475 put is still held.
-        person = person_for(stack.port_of(fid))
+        person = person_for(stack.port_of(fid), ACCOUNT)
         assert person.market_order(person.option(480), "BUY", 1) == "Filled"
         found = wait_for(lambda: (r := fn.post().json())["assignments"] and r, 30)
         (ident,) = found["assignments"]
         assert ident.startswith(f"{fid}:SHORT_LEG_MISSING:")
-        # A leg alone is no spread: nothing to grade, nothing liquidated.
+        # A leg alone is no spread: nothing to grade, nothing liquidated...
         assert found["statuses"] == {} and found["liquidated"] == []
+        # ...and the same run closed it: the sidecar sold the orphan 475 put.
+        assert found["flattened"] == [ident] and found["resolved"] == [ident], fn.logs()
+        assert wait_for(lambda: not any(stack.sim.positions(ACCOUNT).values()), 15)
+        [flat] = stack.sim.orders(prefix="flat-")
+        assert (flat.ticket.action, flat.ticket.total_quantity, flat.status) == (
+            "SELL",
+            1,
+            "Filled",
+        )
         assert json.loads(redis_client.hget(f"assign:{fid}", ident.split(":", 1)[1]))["kind"] == (
             "SHORT_LEG_MISSING"
         )
-        assert fn.post().json()["assignments"] == []  # once, not every minute
+        later = fn.post().json()  # once, not every minute; and the hash forgets it
+        assert later["assignments"] == [] and later["resolved"] == [] and later["flattened"] == []
+        assert redis_client.hgetall(f"assign:{fid}") == {}
 
         published = alerts_of(alert_topic)
         detected = [a for a in published if a["type"] == "ASSIGNMENT_DETECTED"]
@@ -220,13 +205,51 @@ def test_long_leg_without_its_short_is_an_assignment(
             475.0,
             1,
         )
-        assert "LEGGED_POSITION" not in [a["type"] for a in published]
+        types = [a["type"] for a in published]
+        assert "LEGGED_POSITION" not in types
+        assert types.count("ASSIGNMENT_RESOLVED") == 1
+        ordered = stream_types(redis_client, fid)  # Pub/Sub keeps no order; the stream does
+        assert ordered.index("ASSIGNMENT_DETECTED") < ordered.index("ASSIGNMENT_RESOLVED")
+        assert len(stack.sim.orders(prefix="flat-")) == 1
+    finally:
+        redis_client.delete(f"tv:{fid}", f"assign:{fid}")
 
-        # No sidecar route closes an unpaired long: a person sells it.
-        assert person.market_order(person.option(475), "SELL", 1) == "Filled"
-        resolved = wait_for(lambda: (r := fn.post().json())["resolved"] and r, 30)
-        assert resolved["resolved"] == [ident]
-        assert [a["type"] for a in alerts_of(alert_topic)].count("ASSIGNMENT_RESOLVED") == 1
-        assert not any(stack.sim.positions(ACCOUNT).values())
+
+def test_a_refused_flatten_is_critical_and_retried_next_run(
+    make_stack: Callable[..., Any],
+    function_env: FunctionEnv,
+    redis_client: Any,
+    alert_topic: Topic,
+    person_for: Callable[[int, str], Person],
+) -> None:
+    """Halted (no orders at all): the flatten is refused, a person is paged, nothing is
+    sent; once resumed, the next run flattens and resolves it."""
+    fid = uid("halted")
+    stack = make_stack([FollowerSpec(fid, ACCOUNT)])
+    open_spread(stack, fid)
+    fn = tv_monitor_for(function_env, stack)
+    try:
+        person = person_for(stack.port_of(fid), ACCOUNT)
+        assert person.market_order(person.option(480), "BUY", 1) == "Filled"
+        halted = stack.client.post("/halt", json={"follower_id": fid, "mode": "halt"})
+        assert halted.status_code == 200
+        found = wait_for(lambda: (r := fn.post().json())["assignments"] and r, 30)
+        (ident,) = found["assignments"]
+        assert found["flattened"] == [] and found["resolved"] == []
+        assert "409" in found["flatten_failed"][ident]
+        assert stack.sim.orders(prefix="flat-") == []
+        failed = [
+            a
+            for a in alerts_of(alert_topic)
+            if a["type"] == "ASSIGNMENT_DETECTED" and "flatten_error" in a["params"]
+        ]
+        assert len(failed) == 1 and failed[0]["severity"] == "CRITICAL"
+
+        assert stack.client.post("/resume", json={"follower_id": fid}).status_code == 200
+        retried = fn.post().json()
+        assert retried["assignments"] == []  # detected once
+        assert retried["flattened"] == [ident] and retried["resolved"] == [ident]
+        assert wait_for(lambda: not any(stack.sim.positions(ACCOUNT).values()), 15)
+        assert len(stack.sim.orders(prefix="flat-")) == 1
     finally:
         redis_client.delete(f"tv:{fid}", f"assign:{fid}")

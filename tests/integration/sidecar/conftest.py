@@ -18,6 +18,7 @@ from sidecar_harness import (
     TOKEN,
     FollowerSpec,
     LoopThread,
+    Person,
     SidecarServer,
     Sim,
     Stack,
@@ -37,7 +38,6 @@ from spreadpilot.storage.followers import FollowersRepository
 from spreadpilot.storage.migrate import migrate
 
 from sidecar.app import SidecarDeps, create_app
-from sidecar.options import SidecarOptions
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,6 @@ def make_stack(
         *,
         seed: int = 7,
         settings: dict[str, Any] | None = None,
-        options: dict[str, Any] | None = None,
         speed: float = 20.0,
         proxies: bool = False,
     ) -> Stack:
@@ -109,24 +108,20 @@ def make_stack(
             "pnl_database_url": dsn,
             "sidecar_token": TOKEN,
             "timeout_seconds": 20.0,
+            # The sidecar's patience, shortened for tests (production defaults are longer).
+            "sidecar_follower_refresh_seconds": 1.0,
+            "sidecar_reconnect_initial_seconds": 0.2,
+            "sidecar_reconnect_max_seconds": 1.0,
+            "sidecar_health_interval_seconds": 0.5,
+            "sidecar_ready_timeout_seconds": 2.0,
+            "sidecar_reconnect_wait_seconds": 20.0,
+            "sidecar_request_timeout_seconds": 5.0,
+            "sidecar_connect_timeout_seconds": 2.0,
+            "sidecar_liquidation_fill_wait_seconds": 10.0,
+            "sidecar_mongo_timeout_ms": 1500,
             **(settings or {}),
         }
         cfg = Settings(**merged)
-        opts = SidecarOptions(
-            **{
-                "follower_refresh_seconds": 1.0,
-                "reconnect_initial_seconds": 0.2,
-                "reconnect_max_seconds": 1.0,
-                "health_interval_seconds": 0.5,
-                "ready_timeout_seconds": 2.0,
-                "reconnect_wait_seconds": 20.0,
-                "request_timeout_seconds": 5.0,
-                "connect_timeout_seconds": 2.0,
-                "liquidation_fill_wait_seconds": 10.0,
-                "mongo_timeout_ms": 1500,
-                **(options or {}),
-            }
-        )
         alerts_key = redis_key(f"alerts-{uuid.uuid4().hex[:6]}")
         if not created:
             pubsub.create()
@@ -144,7 +139,7 @@ def make_stack(
             fills_repo_factory=lambda: FillsRepository(Postgres(dsn, timeout=3.0)),
             configure_logs=False,
         )
-        app = create_app(cfg, deps, opts)
+        app = create_app(cfg, deps)
         server = SidecarServer(app, free_port()).start()
         stack = Stack(
             sim=sim,
@@ -158,6 +153,7 @@ def make_stack(
             settings=cfg,
             proxies=proxy_map,
             pubsub=pubsub,
+            app_factory=lambda: create_app(cfg, deps),
         )
         created.append(stack)
         up = [f.id for f in followers if not f.down]
@@ -173,3 +169,17 @@ def make_stack(
     for lt in proxy_loop:
         lt.stop()
     time.sleep(0.05)
+
+
+@pytest.fixture
+def person_for() -> Iterator[Callable[[int, str], Person]]:
+    """``person_for(port, account)``: another API client on that gateway, closed after."""
+    people: list[Person] = []
+
+    def make(port: int, account: str) -> Person:
+        people.append(Person(port, account))
+        return people[-1]
+
+    yield make
+    for p in people:
+        p.close()

@@ -322,6 +322,52 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what or predicate}: last={last!r}")
 
 
+class Person:
+    """Another API client on a follower's gateway: what a person in TWS would do.
+
+    Uses the real ib_async on its own event-loop thread, with a client id no
+    sidecar session uses, to make the positions a test needs the way they
+    arise (an orphan leg after a manual buy-back, shares in the account).
+    """
+
+    def __init__(self, port: int, account: str, client_id: int = 97) -> None:
+        import ib_async
+
+        self.lib = ib_async
+        self.account = account
+        self.lt = LoopThread("person")
+        self.ib = ib_async.IB()
+        self.lt.run(self.ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=10))
+
+    def market_order(self, contract: Any, action: str, qty: float) -> str:
+        """Place a market order for ``contract``; return its final status."""
+
+        async def place() -> str:
+            await self.ib.qualifyContractsAsync(contract)
+            trade = self.ib.placeOrder(
+                contract, self.lib.MarketOrder(action, qty, account=self.account)
+            )
+            for _ in range(500):
+                if trade.isDone():
+                    break
+                await asyncio.sleep(0.02)
+            return str(trade.orderStatus.status)
+
+        return self.lt.run(place())
+
+    def option(self, strike: float, right: str = "P", expiry: date = TRADE_DAY) -> Any:
+        return self.lib.Option(
+            "QQQ", expiry.strftime("%Y%m%d"), strike, right, "SMART", currency="USD"
+        )
+
+    def stock(self) -> Any:
+        return self.lib.Stock("QQQ", "SMART", "USD")
+
+    def close(self) -> None:
+        self.lt.call(self.ib.disconnect)
+        self.lt.stop()
+
+
 def wall_seconds(clock_seconds: float, speed: float = SPEED) -> float:
     return clock_seconds / speed
 
@@ -355,6 +401,22 @@ class Stack:
     proxies: dict[str, TcpProxy] = field(default_factory=dict)
     http: httpx.Client | None = None
     pubsub: Any = None
+    app_factory: Callable[[], Any] | None = None
+
+    def restart_sidecar(self) -> None:
+        """Stop the sidecar and start a new one on the same stores, gateways and clock.
+
+        What a redeploy or a crash-and-restart looks like from outside: the new
+        process knows only what the execution records and the gateways tell it.
+        """
+        assert self.app_factory is not None
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+        self.sidecar.stop()
+        self.sidecar = SidecarServer(self.app_factory(), free_port()).start()
+        up = [f.id for f in self.followers.values() if not f.down]
+        wait_sessions_ready(self.client, up, timeout=30)
 
     @property
     def client(self) -> httpx.Client:

@@ -29,7 +29,7 @@ def test_three_followers_are_isolated(make_stack: Any) -> None:
             FollowerSpec("offline", "DU0000002", down=True),
             FollowerSpec("rich", "DU0000003"),
         ],
-        options={"ready_timeout_seconds": 4.0},
+        settings={"sidecar_ready_timeout_seconds": 4.0},
     )
     stack.sim.control(lambda c: c.pause_fills())
     r = stack.post_signal(**BODY)
@@ -131,7 +131,7 @@ def test_wrong_account_on_gateway_never_trades(make_stack: Any) -> None:
 def test_designated_market_data_session_quotes_for_others(make_stack: Any) -> None:
     stack = make_stack(
         [FollowerSpec("alice", "DU0000001"), FollowerSpec("quotes", "DU0000002")],
-        options={"market_data_follower": "quotes"},
+        settings={"sidecar_market_data_follower": "quotes"},
     )
     stack.sim.control(lambda c: c.pause_fills())
     r = stack.post_signal(**BODY, follower_id="alice")

@@ -14,6 +14,7 @@ is a partial one.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,3 +272,39 @@ def test_gateway_down(make_stack: Any, case: Case) -> None:
     ]
     assert alerts and alerts[-1]["severity"] == "CRITICAL"
     assert alerts[-1]["params"]["error_text"]
+
+
+def test_refused_rung_move_cancels_the_order_ib_still_works(make_stack: Any) -> None:
+    """IB refuses the move to rung 1 (error 201) and keeps the order working at rung 0.
+
+    ib_async marks the order Cancelled locally on that error; the executor asks
+    IB, finds the order still live, cancels it and waits for IB to confirm, and
+    the execution ends REJECTED with a CRITICAL alert. One order, never re-placed,
+    never left working untracked.
+    """
+    stack = make_stack([FollowerSpec("alice", ACCOUNT)], settings={"timeout_seconds": 10.0})
+    stack.sim.control(lambda c: c.pause_fills())
+    stack.sim.control(lambda c: c.reject_next_modifications(1))
+    ex = signal(stack, BULL_PUT, qty=2)
+    rec = stack.wait_final(ex, timeout=60)
+    assert rec["state"] == "REJECTED", rec
+    order = one_order(stack, rec["order_ref"], BULL_PUT)
+    assert order.status == "Cancelled" and order.filled == 0
+    # IB never took the move: the order was cancelled at rung 0's limit.
+    assert order.ticket.lmt_price == pytest.approx(rec["ladder"][0]["limit"])
+    assert rec["limit"] == pytest.approx(rec["ladder"][0]["limit"]) and rec["rung"] == 0
+    assert rec["modify_rejected"]["rung"] == 1
+    assert rec["modify_rejected"]["error_code"] == 201
+    alert = stack.wait_alert("GATEWAY_UNREACHABLE", "alice")
+    p = alert["params"]
+    assert alert["severity"] == "CRITICAL"
+    assert p["error_code"] == 201 and "modify" in p["error_text"]
+    assert p["refused_rung"] == 1 and p["refused_limit"] == pytest.approx(rec["ladder"][1]["limit"])
+    assert p["final_limit"] == pytest.approx(rec["ladder"][0]["limit"]) and p["filled_qty"] == 0
+    assert not stack.alerts("LIMIT_REACHED") and not stack.alerts("EXECUTION_FILLED")
+    # Nothing works on at IB afterwards, and no position was opened.
+    stack.sim.control(lambda c: c.shift_spot(BULL_PUT.shift))
+    stack.sim.control(lambda c: c.resume_fills())
+    time.sleep(0.5)
+    assert len(stack.orders(rec["order_ref"])) == 1
+    assert not any(stack.sim.positions(ACCOUNT).values())

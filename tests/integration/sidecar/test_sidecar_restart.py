@@ -8,18 +8,22 @@ orderRef, keep modifying it in place, and finish in a correct state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from sidecar_harness import (
     TOKEN,
+    TRADE_DAY,
     FollowerSpec,
     SidecarProcess,
     Sim,
     free_port,
     make_clock,
     wait_for,
+    wall_seconds,
 )
 from spreadpilot.adapters.postgres import Postgres
 from spreadpilot.domain.followers import Follower, GatewayEndpoint
@@ -204,3 +208,111 @@ def test_gateway_dropped_mid_ladder_reconnects_without_duplicate(make_stack: Any
         "mid-ladder" in a["message"] or a["params"].get("event") == "disconnected"
         for a in stack.alerts("GATEWAY_UNREACHABLE", "alice")
     )
+
+
+def _record_crashed_before_send(stack: Any, submitted: bool) -> dict[str, Any]:
+    """An execution record exactly as the executor leaves it when the process dies
+    after writing "order about to be sent" (WORKING, order id reserved) and, for
+    ``submitted``, after also writing "sent"; written through the sidecar's own store.
+    """
+    import asyncio
+
+    from spreadpilot.domain.execution import ExecutionState as S
+    from spreadpilot.domain.signals import manual_signal
+
+    from ibsim.contracts import option_con_id
+    from sidecar.stores_impl import MongoExecutionStore
+
+    store = MongoExecutionStore(stack.db)
+    now = stack.clock.now()
+    body = {**BODY, "qty_per_leg": 1, "signal_id": f"crash-{submitted}-{uuid4().hex[:6]}"}
+    signal = manual_signal(body, today=TRADE_DAY)
+    ladder = [
+        {"credit": round(1.50 - k * 0.01, 2), "limit": -round(1.50 - k * 0.01, 2)}
+        for k in range(10)
+    ]
+
+    async def build() -> dict[str, Any]:
+        created, rec = await store.create(signal, "alice", now)
+        assert created
+        rec = await store.advance(rec, S.SIZED, {"qty": 1}, now)
+        legs = {
+            "long": {"con_id": option_con_id(TRADE_DAY, 475.0, "P"), "strike": 475.0, "right": "P"},
+            "short": {
+                "con_id": option_con_id(TRADE_DAY, 480.0, "P"),
+                "strike": 480.0,
+                "right": "P",
+            },
+            "expiry": TRADE_DAY.strftime("%Y%m%d"),
+            "symbol": "QQQ",
+        }
+        rec = await store.advance(
+            rec,
+            S.QUOTED,
+            {
+                "legs": legs,
+                "mid_credit": 1.5,
+                "natural_credit": 1.4,
+                "min_price": 0.7,
+                "ladder": ladder,
+            },
+            now,
+        )
+        rec = await store.advance(rec, S.MARGIN_OK, {"margin": {"init_margin_change": 350.0}}, now)
+        # The order id is reserved and written before the order would be sent...
+        rec = await store.advance(
+            rec,
+            S.WORKING,
+            {
+                "order_id": 90_001,
+                "submitted": False,
+                "rung": 0,
+                "limit": -1.5,
+                "rung_started_at": now,
+                "qty": 1,
+                "initial_limit": -1.5,
+            },
+            now,
+        )
+        if submitted:  # ...and "sent" after it was handed to the socket.
+            rec = await store.advance(rec, S.WORKING, {"submitted": True, "perm_id": None}, now)
+        return rec
+
+    return asyncio.run(build())
+
+
+@pytest.mark.parametrize("submitted", [False, True], ids=["crash-before-send", "sent-no-trace"])
+def test_record_of_an_order_ib_never_saw_fails_closed_after_restart(
+    make_stack: Any, submitted: bool
+) -> None:
+    """WORKING record, order id reserved, IB has no order, execution or completed order
+    with its orderRef. The restarted sidecar never (re)sends: FAILED plus a CRITICAL
+    alert for a person, whether or not the record got as far as "sent"."""
+    stack = make_stack([FollowerSpec("alice", ACCOUNT)])
+    record = _record_crashed_before_send(stack, submitted)
+    ex, ref = record["_id"], record["order_ref"]
+    assert stack.orders(ref) == []
+
+    stack.restart_sidecar()
+    rec = stack.wait_final(ex, timeout=30)
+    assert rec["state"] == "FAILED"
+    assert rec.get("filled_qty") in (None, 0)
+    alerts = [
+        a
+        for a in stack.alerts("GATEWAY_UNREACHABLE", "alice")
+        if a["params"].get("execution_id") == ex
+    ]
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["severity"] == "CRITICAL"
+    assert alert["params"]["order_ref"] == ref and alert["params"]["submitted"] is submitted
+    assert "not re-sending" in alert["message"]
+
+    # No order ever: not now, not after the clock moves on, not after another restart.
+    time.sleep(wall_seconds(20.0))
+    assert stack.orders(ref) == [] and stack.sim.orders(prefix="sp-") == []
+    stack.restart_sidecar()
+    time.sleep(wall_seconds(20.0))
+    assert stack.execution(ex)["state"] == "FAILED"
+    assert stack.orders(ref) == [] and stack.sim.orders(prefix="sp-") == []
+    assert not any(stack.sim.positions(ACCOUNT).values())

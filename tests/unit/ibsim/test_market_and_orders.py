@@ -266,3 +266,21 @@ def test_what_if_modify_cancel_duplicate_and_margin_reject() -> None:
     assert isinstance(unknown, OrderError) and unknown.code == 10147
     [rejected] = broker.place(ACCOUNT, 1, _spread_ticket(chain, 3, -1.00, qty=5))
     assert isinstance(rejected, OrderError) and rejected.code == 201
+
+
+def test_rejected_modification_leaves_the_order_working_unchanged() -> None:
+    broker, _, chain = _broker()
+    broker.place(ACCOUNT, 1, _spread_ticket(chain, 5, -3.00, qty=1))
+    order = broker.orders[(ACCOUNT, 1, 5)]
+    broker.reject_next_modifications = 1
+    [refused] = broker.place(ACCOUNT, 1, _spread_ticket(chain, 5, -2.90, qty=1))
+    assert isinstance(refused, OrderError) and refused.code == 201
+    assert "modify" in refused.text
+    assert order.is_live and order.status == "Submitted"
+    assert order.ticket.lmt_price == -3.00  # still at the previous price
+    assert broker.reject_next_modifications == 0
+    # New orders are not affected by this fault, and the next modification goes through.
+    events = broker.place(ACCOUNT, 1, _spread_ticket(chain, 6, -3.00, qty=1))
+    assert isinstance(events[0], OrderUpdate)
+    events = broker.place(ACCOUNT, 1, _spread_ticket(chain, 5, -2.95, qty=1))
+    assert isinstance(events[0], OrderUpdate) and order.ticket.lmt_price == -2.95

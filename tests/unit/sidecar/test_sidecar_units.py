@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import math
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,6 @@ from sidecar.auth import Authenticator
 from sidecar.fills import to_execution_fill
 from sidecar.liquidation import KillSwitch, spread_id_of
 from sidecar.logs import JsonFormatter
-from sidecar.options import SidecarOptions
 
 
 def _creds(token: str, scheme: str = "Bearer") -> HTTPAuthorizationCredentials:
@@ -71,18 +71,16 @@ def test_id_token_of_allowed_service_account_only() -> None:
 
 
 def test_app_routes_need_auth_health_does_not() -> None:
-    settings = Settings(sidecar_token="tok-123")
+    settings = Settings(
+        sidecar_token="tok-123", sidecar_allowed_service_accounts="fn@p.iam.gserviceaccount.com"
+    )
     verifier_calls: list[str] = []
 
     def verify(token: str) -> dict[str, Any]:
         verifier_calls.append("x")
         return {"email": "fn@p.iam.gserviceaccount.com"}
 
-    app = create_app(
-        settings,
-        SidecarDeps(configure_logs=False, id_token_verifier=verify),
-        SidecarOptions(allowed_service_accounts="fn@p.iam.gserviceaccount.com"),
-    )
+    app = create_app(settings, SidecarDeps(configure_logs=False, id_token_verifier=verify))
     client = TestClient(app)  # no lifespan: nothing connects
     assert client.get("/status").status_code == 401
     assert client.get("/status", headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -92,6 +90,30 @@ def test_app_routes_need_auth_health_does_not() -> None:
     jwt = client.get("/status", headers={"Authorization": "Bearer h.p.s"})
     assert jwt.status_code == 503 and verifier_calls
     assert client.get("/health").status_code == 503  # open route, runtime not started
+
+
+def test_secrets_are_resolved_at_start_up_and_an_unreadable_source_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spreadpilot.secrets import SecretBackendError
+
+    from sidecar.app import resolve_secrets
+
+    env = Settings(sidecar_token="tok-123")
+    assert resolve_secrets(env) is env  # env backend: the settings already hold them
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("VAULT_PATH_PREFIX", "spreadpilot")
+    vault = Settings(
+        secrets_backend="vault",
+        vault_addr=f"http://127.0.0.1:{closed}",
+        vault_token="root-not-printed",
+        sidecar_token="env-token-never-used",
+    )
+    with pytest.raises(SecretBackendError) as info:
+        create_app(vault, SidecarDeps(configure_logs=False))
+    assert "SIDECAR_TOKEN" in str(info.value) and "root-not-printed" not in str(info.value)
 
 
 # -- logs -------------------------------------------------------------------------------
@@ -195,6 +217,32 @@ def test_fill_mapping() -> None:
     assert str(row.price) == "1.1" and str(row.qty) == "2.0"
     assert to_execution_fill("alice", _fill(side="??")) is None
     assert to_execution_fill("alice", _fill(shares=0.0)) is None
+
+
+def test_fill_time_is_the_gateways_execution_time() -> None:
+    """A fill is booked at IB's execution time, not when ib_async received it."""
+    from zoneinfo import ZoneInfo
+
+    from ib_async import Contract, Execution
+    from ib_async.objects import CommissionReport, Fill
+    from spreadpilot.adapters.ib_broker import fill_time
+
+    executed = datetime(2025, 1, 15, 15, 30, tzinfo=ZoneInfo("America/New_York"))
+    arrived = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)  # wall clock of the receiving host
+
+    def fill(exec_time: datetime | None, received: Any) -> Fill:
+        execution = (
+            Execution(execId="e1") if exec_time is None else Execution(execId="e1", time=exec_time)
+        )
+        return Fill(Contract(), execution, CommissionReport(), received)
+
+    assert fill_time(fill(executed, arrived)) == executed
+    naive = fill_time(fill(datetime(2025, 1, 15, 20, 30), arrived))
+    assert naive == datetime(2025, 1, 15, 20, 30, tzinfo=UTC)
+    # No execution time from IB (ib_async's default is the epoch): the arrival time.
+    assert fill_time(fill(None, arrived)) == arrived
+    before = datetime.now(UTC)
+    assert fill_time(fill(None, None)) >= before  # nothing usable: now
 
 
 def test_spread_id_is_readable_and_stable() -> None:
