@@ -292,6 +292,11 @@ def create_app(settings: Settings | None = None, deps: SidecarDeps | None = None
         version="1.0.0",
         description="Per-follower IB sessions, ladder execution, liquidation, kill switch.",
         lifespan=lifespan,
+        # The schema and the docs pages describe every route: served below behind
+        # the same bearer dependency as the routes themselves, not openly.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -318,4 +323,9 @@ def create_app(settings: Settings | None = None, deps: SidecarDeps | None = None
     app.include_router(positions.router, dependencies=protected)
     app.include_router(killswitch.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
+    async def _openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     return app

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from spreadpilot.devstack.process import pid_alive, tail
@@ -72,7 +72,10 @@ class ProcessSpec:
 
     name: str
     argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=dict)
+    #: the child's whole environment; None inherits this process's. A given
+    #: environment is used as it is (not merged over os.environ), so variables a
+    #: caller removed on purpose (alert credentials in the demo) stay removed.
+    env: Mapping[str, str] | None = None
     cwd: Path | None = None
     #: a line (substring) the child prints when ready, read from its log
     ready_line: str | None = None
@@ -186,7 +189,8 @@ class Supervisor:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"\n===== {stamp} starting {spec.name}: {' '.join(spec.argv)}\n".encode())
             offset = log.tell()
-            env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+            base = os.environ if spec.env is None else spec.env
+            env = {**base, "PYTHONUNBUFFERED": "1"}
             try:
                 process = subprocess.Popen(
                     list(spec.argv),
