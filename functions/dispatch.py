@@ -16,7 +16,11 @@ transient; otherwise it raises after trying every follower, so one follower's
 sick sidecar never delays the others, and Pub/Sub redelivers for the rest.
 
 A message that cannot be a signal (not JSON, invalid, oversized) is logged and
-acknowledged: redelivering it would fail forever and nothing must trade.
+acknowledged: redelivering it would fail forever and nothing must trade. So is
+a well-formed signal beyond this deployment's limits (qty above
+MAX_QTY_PER_LEG, width above MAX_SPREAD_WIDTH, a strike off the grid, another
+ticker): the Signal model checks only what holds under any configuration, and
+a Pub/Sub message may come from anyone's publisher, not only our parsers.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from typing import Any, Protocol
 
 import redis
 from spreadpilot.adapters.sidecar_client import SidecarRefused, SidecarReply, SidecarUnavailable
+from spreadpilot.config import get_settings
 from spreadpilot.domain.followers import Follower
-from spreadpilot.domain.signals import Signal
+from spreadpilot.domain.signals import Signal, SignalLimits, limits_problem
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +71,15 @@ class SignalMessage:
     message_id: str | None
 
 
-def decode_pubsub_signal(data: Mapping[str, Any]) -> SignalMessage:
-    """Decode a Pub/Sub push/CloudEvent body (``{"message": {"data": b64, ...}}``)."""
+def decode_pubsub_signal(
+    data: Mapping[str, Any], limits: SignalLimits | None = None
+) -> SignalMessage:
+    """Decode a Pub/Sub push/CloudEvent body (``{"message": {"data": b64, ...}}``).
+
+    Raises ``BadMessage`` for anything that must not trade, including a valid
+    signal beyond ``limits`` (default: this deployment's, from the settings),
+    checked with the same rules the sheet and manual parsers apply.
+    """
     message = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(message, Mapping):
         raise BadMessage("no Pub/Sub message in the event")
@@ -87,6 +99,11 @@ def decode_pubsub_signal(data: Mapping[str, Any]) -> SignalMessage:
     except ValueError as exc:
         first = str(exc).splitlines()[0][:200]
         raise BadMessage(f"the message is not a valid signal: {first}") from None
+    problem = limits_problem(
+        signal, limits if limits is not None else get_settings().signal_limits()
+    )
+    if problem is not None:
+        raise BadMessage(f"the signal is beyond this deployment's limits: {problem[:200]}")
     attributes = message.get("attributes") or {}
     if not isinstance(attributes, Mapping):
         attributes = {}

@@ -22,11 +22,22 @@ from .control import send_command
 from .sim import IBSim, SimConfig
 
 
-def _listen(text: str) -> tuple[int, str]:
-    port, _, account = text.partition("=")
+def _listen(text: str) -> tuple[int, str, float | None]:
+    """``PORT=ACCOUNT`` or ``PORT=ACCOUNT:EQUITY`` (that account's starting cash)."""
+    port, _, rest = text.partition("=")
+    account, _, equity = rest.partition(":")
     if not account:
-        raise argparse.ArgumentTypeError(f"expected PORT=ACCOUNT, got {text!r}")
-    return int(port), account
+        raise argparse.ArgumentTypeError(f"expected PORT=ACCOUNT[:EQUITY], got {text!r}")
+    try:
+        number = int(port)
+        cash = float(equity) if equity else None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected PORT=ACCOUNT[:EQUITY] with numbers, got {text!r}"
+        ) from exc
+    if cash is not None and not (0 <= cash < float("inf")):
+        raise argparse.ArgumentTypeError(f"equity must be a finite amount >= 0, got {text!r}")
+    return number, account, cash
 
 
 def _start(text: str) -> datetime:
@@ -52,15 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_listen,
         action="append",
         default=[],
-        metavar="PORT=ACCOUNT",
-        help="serve another account on its own port (repeatable)",
+        metavar="PORT=ACCOUNT[:EQUITY]",
+        help="serve another account on its own port, optionally with its own starting "
+        "cash (repeatable; naming --account moves it to PORT)",
     )
     p.add_argument("--start", type=_start, help='simulated start, New York time "YYYY-MM-DD HH:MM"')
     p.add_argument("--speed", type=float, help="simulated seconds per wall second (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same market)")
     p.add_argument("--scenario", help="JSON/YAML scenario file (spot, vols, keypoints)")
     p.add_argument("--spot", type=float, help="opening QQQ price (overrides the scenario)")
-    p.add_argument("--equity", type=float, default=100_000.0, help="starting cash per account")
+    p.add_argument(
+        "--equity",
+        type=float,
+        default=100_000.0,
+        help="starting cash of every account without its own :EQUITY in --listen",
+    )
     p.add_argument("--control-port", type=int, help="fault-injection line protocol port")
     p.add_argument("--tick-interval", type=float, default=0.1, help="wall seconds per loop step")
     p.add_argument("--no-pacing", action="store_true", help="disable error 100 rate limiting")
@@ -72,11 +89,14 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     from .market import Scenario
 
     listen: list[tuple[int, str]] = [(args.port, args.account)]
-    for port, account in args.listen:
+    account_equity: dict[str, float] = {}
+    for port, account, equity in args.listen:
         if account == args.account:
             listen[0] = (port, account)
         elif all(account != a for _, a in listen):
             listen.append((port, account))
+        if equity is not None:
+            account_equity[account] = equity
     speed = args.speed
     if speed is None:
         speed = float(os.environ.get("SIM_SPEED", "1.0"))
@@ -91,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         scenario=scenario,
         equity=args.equity,
+        account_equity=account_equity,
         control_port=args.control_port,
         tick_interval=args.tick_interval,
         pacing_limit=None if args.no_pacing else 50,

@@ -17,10 +17,16 @@ Fill model (documented choice, deterministic for a seed):
   simulated second that rises from 2%/s at mid to about 50%/s next to natural;
   below mid it never fills. Each hazard event fills either everything or a
   random part of the remainder (partial fills for quantity > 1);
-- the hazard is integrated on the one-second grid of simulated time with a
-  random threshold per order drawn from an RNG seeded by (seed, account,
-  permId), so the same seed and the same requests give the same fills however
-  fast the server loop runs.
+- the hazard is integrated on the one-second grid of simulated time from the
+  order's placement, with a random threshold per fill event drawn from an RNG
+  seeded by (seed, account, the order's rank among its account's orders). Not
+  by the global permId: that depends on how orders of *different* accounts
+  interleave (the demo's followers order concurrently), which would deal
+  each account different fills from run to run. So the same seed and the
+  same requests give the same fills however fast the server loop runs,
+  whichever account trades first, and whenever the order arrives (time is
+  counted from the placement); a limit moved a second later than in another
+  run changes the hazard by one second's rate, not the draws.
 Executions are reported PER LEG only (no BAG-level execution): each leg's
 execution carries the leg contract, the order's id and permId, BOT/SLD for the
 leg's effective side, and gets its own commission report ($0.65 a contract).
@@ -119,8 +125,9 @@ class WorkingOrder:
     perm_id: int
     account: str
     legs: list[Leg]
-    rng: random.Random
     created: datetime
+    #: fill draws (seeded by seed, account and rank: see the module docstring)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     status: str = "PendingSubmit"
     filled: float = 0.0
     avg_fill_price: float = 0.0
@@ -276,6 +283,11 @@ def allocate_leg_prices(
     return prices
 
 
+def fill_rng(seed: int, account: str, rank: int) -> random.Random:
+    """The fill draws of an account's ``rank``-th order (1 = its first)."""
+    return random.Random(f"ibsim-fill:{seed}:{account}:{rank}")
+
+
 class Broker:
     """Order handling and account effects for every simulated account."""
 
@@ -294,6 +306,7 @@ class Broker:
         self.by_perm: dict[int, WorkingOrder] = {}
         self.executions: dict[str, list[Execution]] = {a: [] for a in accounts}
         self._next_perm = 100_000_001
+        self._placed: dict[str, int] = dict.fromkeys(accounts, 0)
         self._next_exec = 1
         self._max_order_id: dict[str, int] = dict.fromkeys(accounts, 0)
         # faults
@@ -396,6 +409,7 @@ class Broker:
             return [self._reject(account_id, client_id, ticket.order_id, reason)]
         perm_id = self._next_perm
         self._next_perm += 1
+        self._placed[account_id] = self._placed.get(account_id, 0) + 1
         now = self.market.clock.now()
         order = WorkingOrder(
             ticket=ticket,
@@ -403,8 +417,8 @@ class Broker:
             perm_id=perm_id,
             account=account_id,
             legs=legs,
-            rng=random.Random(f"ibsim-fill:{self.seed}:{account_id}:{perm_id}"),
             created=now,
+            rng=fill_rng(self.seed, account_id, self._placed[account_id]),
             next_second=int(now.timestamp()) + 1,
         )
         order.threshold = order.rng.expovariate(1.0)

@@ -49,7 +49,11 @@ class SimConfig:
     seed: int = 0
     scenario: Scenario | None = None
     scenario_file: str | None = None
+    #: starting cash of every account not named in ``account_equity``
     equity: float = 100_000.0
+    #: starting cash per account (``--listen PORT=ACCOUNT:EQUITY``), so one
+    #: simulator can serve a small account next to large ones
+    account_equity: dict[str, float] = field(default_factory=dict)
     control_port: int | None = None
     clock: Clock | None = None
     #: wall seconds between loop steps (fills, expiry, streaming ticks)
@@ -84,6 +88,12 @@ class IBSim:
         accounts = [a for _, a in self.config.listen]
         if len(set(accounts)) != len(accounts):
             raise ValueError("each account must be served on exactly one port")
+        unknown = set(self.config.account_equity) - set(accounts)
+        if unknown:
+            raise ValueError(f"equity given for accounts not served: {sorted(unknown)}")
+        for account, cash in self.config.account_equity.items():
+            if not (cash >= 0 and cash < float("inf")):
+                raise ValueError(f"equity of {account} must be a finite amount >= 0, got {cash}")
         self.clock = self.config.make_clock()
         scenario = self.config.scenario
         if scenario is None and self.config.scenario_file:
@@ -93,7 +103,8 @@ class IBSim:
         self.chain = Chain(reference_spot=self.scenario.spot, first_day=today)
         self.market = Market(self.clock, self.chain, self.config.seed, self.scenario)
         self.accounts: dict[str, Account] = {
-            a: Account(account_id=a, cash=self.config.equity) for a in accounts
+            a: Account(account_id=a, cash=self.config.account_equity.get(a, self.config.equity))
+            for a in accounts
         }
         self.broker = Broker(self.market, self.chain, self.accounts, self.config.seed)
         self.gateways: list[Gateway] = [

@@ -365,6 +365,25 @@ class Settings(BaseSettings):
     )
     vault_token: SecretStr | None = Field(default=None, description="Vault token.")
     vault_mount_point: str = Field(default="secret", description="Vault KV mount point.")
+    vault_path_prefix: str = Field(
+        default="spreadpilot",
+        description=(
+            "Folder under the Vault KV mount holding SpreadPilot's secrets "
+            "(<mount>/data/<prefix>/<secret-id>); one prefix per environment keeps "
+            "a staging token from reading production secrets."
+        ),
+    )
+    vault_namespace: str | None = Field(
+        default=None,
+        description="Vault Enterprise / HCP namespace (X-Vault-Namespace); unset for open source.",
+    )
+    google_cloud_project: str | None = Field(
+        default=None,
+        description=(
+            "Google Cloud project whose Secret Manager holds the secrets (gcp backend); "
+            "set on Google Cloud by the deployment. Unset: PUBSUB_PROJECT_ID's project."
+        ),
+    )
 
     @field_validator("alert_routing", mode="before")
     @classmethod

@@ -438,8 +438,11 @@ def secret_source(
 
     ``gcp`` reads the project from ``GOOGLE_CLOUD_PROJECT`` (set on Google
     Cloud) or else ``PUBSUB_PROJECT_ID``; ``vault`` uses ``VAULT_ADDR``,
-    ``VAULT_TOKEN``, ``VAULT_MOUNT_POINT`` and ``VAULT_PATH_PREFIX``
-    (default ``spreadpilot``).
+    ``VAULT_TOKEN``, ``VAULT_MOUNT_POINT``, ``VAULT_PATH_PREFIX`` (default
+    ``spreadpilot``) and ``VAULT_NAMESPACE``. All of them are ``Settings``
+    fields, so they are validated, documented and overridable like every
+    other setting (one configuration model); ``environ`` is only what the
+    ``env`` backend reads secrets from.
     """
     if settings is None:
         from spreadpilot.config import get_settings
@@ -450,7 +453,7 @@ def secret_source(
     if backend == "env":
         return EnvSecretSource(env)
     if backend == "gcp":
-        project = env.get("GOOGLE_CLOUD_PROJECT") or settings.pubsub_project_id
+        project = settings.google_cloud_project or settings.pubsub_project_id
         return GcpSecretSource(project)
     if not settings.vault_addr:
         raise SecretBackendError("*", "vault", "VAULT_ADDR is not set")
@@ -460,8 +463,8 @@ def secret_source(
         settings.vault_addr,
         settings.vault_token,
         mount_point=settings.vault_mount_point,
-        path_prefix=env.get("VAULT_PATH_PREFIX", "spreadpilot"),
-        namespace=env.get("VAULT_NAMESPACE") or None,
+        path_prefix=settings.vault_path_prefix,
+        namespace=settings.vault_namespace or None,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from spreadpilot.clock import now_new_york
-from spreadpilot.domain.signals import InvalidSignal, manual_signal
+from spreadpilot.domain.signals import InvalidSignal, limits_problem, manual_signal
 
 from sidecar.routers._deps import RuntimeDep, session_or_404
 
@@ -48,10 +48,17 @@ class TradeSignalReply(BaseModel):
 async def trade_signal(body: TradeSignalBody, runtime: RuntimeDep) -> dict[str, Any]:
     raw = body.model_dump(exclude_none=True)
     today = now_new_york(runtime.clock).date()
+    limits = runtime.settings.signal_limits()
     try:
-        signal = manual_signal(raw, today=today, limits=runtime.settings.signal_limits())
+        signal = manual_signal(raw, today=today, limits=limits)
     except InvalidSignal as exc:
         raise HTTPException(status_code=422, detail=exc.reason) from None
+    # Defence in depth: the sidecar is the last gate before the broker, so it
+    # re-checks the built signal with the very check dispatch_signal applies to
+    # Pub/Sub messages, whatever the parser above lets through now or later.
+    problem = limits_problem(signal, limits)
+    if problem is not None:
+        raise HTTPException(status_code=422, detail=problem)
 
     if body.follower_id is not None:
         session = session_or_404(runtime, body.follower_id)

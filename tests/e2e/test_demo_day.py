@@ -141,6 +141,12 @@ def test_alerts_reached_the_local_sink(demo_run: dict[str, Any]) -> None:
     assert ("TV_LIQUIDATED", "ben") in kinds
     no_margin = next(a for a in alerts if a["type"] == "NO_MARGIN")
     assert no_margin["severity"] == "WARNING"
+    # carla is a small ($5,000) account asked for an ordinary 15 spreads.
+    figures = no_margin["params"]
+    assert figures["qty"] == 15
+    assert figures["available_funds"] == figures["equity_with_loan"] == 5_000.0
+    assert figures["init_margin_change"] > figures["available_funds"]
+    assert "available funds $5,000.00" in no_margin["message"]
     assert len({a["id"] for a in alerts}) == len(alerts), "the sink de-duplicates by id"
 
 
@@ -184,6 +190,8 @@ def test_report_matches_the_databases(services: ServiceEnv, demo_run: dict[str, 
             # The page shows the same figure, formatted.
             assert f"{float(daily.total):+,.2f}" in page
     assert figures["followers"]["ben"]["liquidated"] is True
+    # The NO_MARGIN alert is on the page with its margin figures.
+    assert "NO_MARGIN" in page and "available funds $5,000.00" in page
 
 
 def test_summary_table_printed(demo_run: dict[str, Any]) -> None:

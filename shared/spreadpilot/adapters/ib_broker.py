@@ -258,6 +258,8 @@ class IBBroker:
         self._hooks = _Hooks()
         self._order_errors: dict[int, tuple[int, str]] = {}
         self._stocks: dict[str, Contract] = {}
+        # The one positions request on the wire, shared by every concurrent caller.
+        self._positions_inflight: asyncio.Task[list[BrokerPosition]] | None = None
         self._ib.execDetailsEvent += self._on_exec
         self._ib.commissionReportEvent += self._on_commission
         self._ib.disconnectedEvent += self._on_disconnected
@@ -539,6 +541,37 @@ class IBBroker:
         return out
 
     async def positions(self) -> list[BrokerPosition]:
+        """The account's positions; concurrent callers share one request (single flight).
+
+        ib_async keeps ONE pending request under the key "positions": a second
+        ``reqPositions`` while the first is unanswered replaces the first's
+        future and result list, so the first caller never resolves (it times
+        out) and the answer is split between them - a spread may read as one
+        leg. tv_monitor and pnl_mtm both ask at :00 of every minute, so this
+        is the normal case, not a race in theory. Callers arriving while a
+        request is on the wire therefore await that same request; it is the
+        freshest answer the gateway can give them anyway (IB answers a
+        position request with the full current book). A failure reaches every
+        waiter, and a waiter that is cancelled does not cancel the request for
+        the others (``shield``). The next call after the answer sends a new
+        request: nothing is cached.
+        """
+        task = self._positions_inflight
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._fetch_positions())
+            self._positions_inflight = task
+            task.add_done_callback(self._positions_done)
+        return list(await asyncio.shield(task))
+
+    def _positions_done(self, task: asyncio.Task[list[BrokerPosition]]) -> None:
+        if self._positions_inflight is task:
+            self._positions_inflight = None
+        # Mark the exception retrieved even when every waiter was cancelled,
+        # so asyncio does not log "exception was never retrieved".
+        if not task.cancelled():
+            task.exception()
+
+    async def _fetch_positions(self) -> list[BrokerPosition]:
         raw = await self._call(self._ib.reqPositionsAsync(), "reqPositions")
         out = []
         for p in raw:

@@ -84,9 +84,22 @@ def _save(fig: Any, name: str, title: str) -> Chart:
 
 
 def _liquidation_time(day: FollowerDay) -> datetime | None:
-    for alert in day.alerts:
-        if alert["type"] == "TV_LIQUIDATED":
-            return datetime.fromisoformat(str(alert["created_at"]).replace("Z", "+00:00"))
+    """When the TV liquidation *filled*: the execution time of its order's fills.
+
+    Not the alert's ``created_at``: tv_monitor raises TV_LIQUIDATED with the
+    time its check *started* (the same alert id as the sidecar's), and on a
+    compressed clock a check that waits on the sidecar can start many
+    simulated seconds before the fill, so a marker drawn from the alert does
+    not line up with the realized P&L step the fill makes. The alert's time
+    is the fallback when the fills are not there (e.g. not yet written).
+    """
+    alerts = [a for a in day.alerts if a["type"] == "TV_LIQUIDATED"]
+    refs = {str((a.get("params") or {}).get("order_ref") or "") for a in alerts} - {""}
+    fill_times = [f.exec_time for f in day.fills if f.order_ref in refs]
+    if fill_times:
+        return min(fill_times)
+    if alerts:
+        return datetime.fromisoformat(str(alerts[0]["created_at"]).replace("Z", "+00:00"))
     return None
 
 

@@ -215,6 +215,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoResult:
         ibsim_control_port=free_port(),
         ibsim_seed=options.seed,
         ibsim_scenario=scenario_file,
+        ibsim_equity=sc.account_equity(people),
         ibsim_args=[
             "--equity",
             f"{sc.ACCOUNT_EQUITY:.0f}",

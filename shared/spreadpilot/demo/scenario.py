@@ -18,9 +18,13 @@ Why each default is what it is:
 - **The signal**: a bull put ("Long") one strike below the 09:27 price, 5 wide,
   5 per leg: about a dollar of credit on an elevated-volatility morning, well
   above MIN_PRICE 0.70.
-- **The followers**: three sizes on $100,000 paper accounts. ``carla`` trades
-  60x the signal (300 spreads, about $120,000 of margin): she is the follower
-  without enough margin and must end NO_MARGIN with no order sent.
+- **The followers**: anna and ben on $100,000 paper accounts, carla on a
+  small $5,000 one (ibsim serves each account with its own equity). carla
+  trades an ordinary 3x the signal (15 spreads, about $6,000 of Reg-T margin
+  at a dollar of credit), as a real small follower might, which her account
+  cannot carry: she is the follower without enough margin and must end
+  NO_MARGIN with the margin figures and no order sent. (15 spreads need
+  more than $5,000 for any credit below $1.66; the signal's is about $0.90.)
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ SPREAD_WIDTH = 5
 OPEN_SPOT = 480.0
 ATM_VOL = 0.28
 ACCOUNT_EQUITY = 100_000.0
+SMALL_ACCOUNT_EQUITY = 5_000.0
 
 # (minutes after 09:30, level relative to the open) the day's shape follows.
 _SHAPE: tuple[tuple[int, float], ...] = (
@@ -74,6 +79,8 @@ class DemoFollower:
     description: str
     #: a fixed gateway port (``local up``); the demo picks free ports itself
     port: int | None = None
+    #: starting cash of the follower's paper account at ibsim
+    equity: float = ACCOUNT_EQUITY
 
     def follower(self, port: int, client_id: int = 1) -> Follower:
         return Follower.model_validate(
@@ -95,18 +102,22 @@ DEFAULT_FOLLOWERS: tuple[DemoFollower, ...] = (
     DemoFollower("ben", "Ben (standard)", "DU1000002", 2.0, 20, "ben@example.com", "10 spreads"),
     DemoFollower(
         "carla",
-        "Carla (oversized)",
+        "Carla (small account)",
         "DU1000003",
-        60.0,
-        300,
+        3.0,
+        20,
         "carla@example.com",
-        "300 spreads: more margin than her account has",
+        "15 spreads on a $5,000 account: more margin than it has",
+        equity=SMALL_ACCOUNT_EQUITY,
     ),
 )
 
 
 def load_followers(path: Path) -> list[DemoFollower]:
-    """Followers from a JSON/YAML list (``--followers``); missing fields get defaults."""
+    """Followers from a JSON/YAML list (``--followers``); missing fields get defaults.
+
+    ``equity`` (default $100,000) is the starting cash of the follower's paper account.
+    """
     text = path.read_text(encoding="utf-8")
     raw: Any
     if path.suffix in (".yaml", ".yml"):
@@ -134,9 +145,25 @@ def load_followers(path: Path) -> list[DemoFollower]:
                 email=str(item.get("email", f"{fid}@example.com")),
                 description=str(item.get("description", "")),
                 port=int(item["port"]) if item.get("port") else None,
+                equity=_equity(path, fid, item.get("equity", ACCOUNT_EQUITY)),
             )
         )
     return result
+
+
+def _equity(path: Path, fid: str, value: Any) -> float:
+    try:
+        equity = float(value)
+    except (TypeError, ValueError):
+        equity = math.nan
+    if not (0 <= equity < math.inf):
+        raise ValueError(f"{path}: follower {fid!r} needs a finite equity >= 0, got {value!r}")
+    return equity
+
+
+def account_equity(people: list[DemoFollower]) -> dict[str, float]:
+    """Starting cash per paper account, for ibsim (``--listen PORT=ACCOUNT:EQUITY``)."""
+    return {p.account: p.equity for p in people}
 
 
 def default_trading_day(today: date | None = None) -> date:

@@ -41,51 +41,20 @@ def build_app(source: str, targets: Sequence[str]) -> object:
     return root
 
 
-# Zero-argument factories of ``functions.runtime`` that open connections. A
-# name the runtime no longer has is skipped: warming is an optimisation only.
-WARM_FACTORIES = (
-    "redis_client",
-    "mongo_db",
-    "postgres",
-    "pubsub",
-    "alert_publisher",
-    "followers",
-    "signal_poller",
-    "signal_dispatcher",
-    "alert_fanout",
-    "tv_monitor",
-    "daily_rollup",
-)
+def warm_up(targets: Sequence[str]) -> dict[str, str]:
+    """Open the hosted targets' connections before the first request.
 
-
-def warm_up() -> list[str]:
-    """Open the functions' connections now rather than in the first invocation.
-
-    Cloud Functions hides a cold start behind real time; on the demo's scaled
-    clock a two-second cold start of ``poll_signals`` at 09:27 would cost
-    several simulated minutes of the signal window. Nothing is invoked: only
-    the per-instance clients are built, exactly as the first request would.
-    Returns the factories that failed (logged, never fatal).
+    Delegates to ``functions.runtime.warm_up``, which knows what each entry
+    point builds; failures are returned (and logged there), never fatal.
     """
-    import importlib
     import logging
 
-    failed: list[str] = []
     try:
-        runtime = importlib.import_module("functions.runtime")
-    except Exception:
+        from functions import runtime
+    except Exception as exc:
         logging.getLogger(__name__).warning("functions.runtime not importable; no warm-up")
-        return ["functions.runtime"]
-    for name in WARM_FACTORIES:
-        factory = getattr(runtime, name, None)
-        if not callable(factory):
-            continue
-        try:
-            factory()
-        except Exception as exc:
-            failed.append(name)
-            logging.getLogger(__name__).warning("warm-up of %s failed: %s", name, exc)
-    return failed
+        return {"functions.runtime": str(exc)}
+    return runtime.warm_up(targets)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("THREADS", "32")
     app = build_app(args.source, args.target)
     if not args.no_warm_up:
-        warm_up()
+        warm_up(args.target)
     create_server(app, False).run(args.host, args.port)  # type: ignore[no-untyped-call]
 
 

@@ -79,6 +79,8 @@ class StackConfig:
     ibsim_seed: int = 0
     ibsim_scenario: Path | None = None
     ibsim_args: list[str] = field(default_factory=list)
+    #: starting cash per account served by ibsim; others get ibsim's --equity
+    ibsim_equity: dict[str, float] = field(default_factory=dict)
     clock_env: dict[str, str] = field(default_factory=dict)
     sheet_csv_path: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -139,6 +141,12 @@ def ibsim_listen(followers: Sequence[Follower]) -> list[tuple[int, str]]:
             continue
         seen.setdefault(follower.gateway.port, follower.account)
     return sorted(seen.items())
+
+
+def _listen_arg(port: int, account: str, equity: dict[str, float]) -> str:
+    """ibsim's ``PORT=ACCOUNT[:EQUITY]``."""
+    cash = equity.get(account)
+    return f"{port}={account}" if cash is None else f"{port}={account}:{cash:.2f}"
 
 
 Report = Callable[[str], None]
@@ -270,7 +278,10 @@ class LocalStack:
             str(cfg.ibsim_seed),
         ]
         for port, account in others:
-            argv += ["--listen", f"{port}={account}"]
+            argv += ["--listen", _listen_arg(port, account, cfg.ibsim_equity)]
+        if first_account in cfg.ibsim_equity:
+            # Naming the primary account in --listen keeps its port and sets its cash.
+            argv += ["--listen", _listen_arg(first_port, first_account, cfg.ibsim_equity)]
         if cfg.ibsim_scenario is not None:
             argv += ["--scenario", str(cfg.ibsim_scenario)]
         if cfg.ibsim_control_port is not None:

@@ -138,6 +138,7 @@ def run_local_up(options: UpOptions, out: TextIO = sys.stdout) -> int:
             ),
             ibsim_seed=options.seed,
             ibsim_scenario=scenario_file,
+            ibsim_equity=sc.account_equity(people),
             ibsim_control_port=free_port(),
             clock_env=clock_env,
             sheet_csv_path=sheet,

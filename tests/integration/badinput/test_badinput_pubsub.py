@@ -259,14 +259,6 @@ def test_bad_signal_messages_are_acknowledged_logged_and_never_traded(
     assert len(trades) == 1 and trades[0].json()["signal_id"] == signal.signal_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "dispatch_signal decodes the Signal model only and does not re-check this "
-        "deployment's limits (qty cap, strike grid, width) before calling the sidecar; "
-        "decode_pubsub_signal should reject when domain.signals.limits_problem() says so"
-    ),
-)
 def test_signals_beyond_the_limits_are_not_traded(
     dispatch_fn: FunctionServer, recorder: Recorder
 ) -> None:

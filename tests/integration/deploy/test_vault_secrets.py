@@ -120,8 +120,9 @@ def test_configuration_selects_vault_and_fills_the_settings(bao: Bao) -> None:
         vault_addr=bao.addr,
         vault_token=bao.root_token,
         vault_mount_point="secret",
+        vault_path_prefix=PREFIX,
     )
-    source = secret_source(settings, environ={"VAULT_PATH_PREFIX": PREFIX})
+    source = secret_source(settings, environ={})
     assert isinstance(source, VaultSecretSource)
     filled = settings_with_secrets(
         settings, SecretName.TELEGRAM_BOT_TOKEN, SecretName.PNL_DATABASE_URL, source=source

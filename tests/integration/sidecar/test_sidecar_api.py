@@ -92,6 +92,41 @@ def test_invalid_signal_is_422_with_reason(stack: Stack, body: dict[str, Any], r
     assert stack.db["executions"].count_documents({}) == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({**BODY, "qty_per_leg": 10**30}, "qty"),
+        ({**BODY, "qty_per_leg": 51}, "outside 1..50"),
+        ({**BODY, "strike_long": 455}, "MAX_SPREAD_WIDTH"),
+        ({**BODY, "strike_long": 445.5}, "grid"),
+    ],
+)
+def test_signals_beyond_the_limits_are_422_and_never_traded(
+    stack: Stack, body: dict[str, Any], reason: str
+) -> None:
+    """The same limits dispatch_signal enforces on Pub/Sub messages (defence in depth)."""
+    r = stack.post_signal(**body)
+    assert r.status_code == 422, r.text
+    assert reason in r.json()["detail"]
+    assert stack.db["executions"].count_documents({}) == 0
+    assert stack.sim.orders() == []
+
+
+def test_limits_are_this_sidecars_settings(make_stack: Any) -> None:
+    stack = make_stack(
+        [FollowerSpec("alice", "DU0000001")],
+        settings={"max_qty_per_leg": 2, "max_spread_width": 3.0},
+    )
+    for body, reason in (
+        ({**BODY, "qty_per_leg": 3}, "outside 1..2"),
+        ({**BODY, "qty_per_leg": 2, "strike_long": 476}, "MAX_SPREAD_WIDTH"),
+    ):
+        r = stack.post_signal(**body)
+        assert r.status_code == 422, r.text
+        assert reason in r.json()["detail"], r.text
+    assert stack.db["executions"].count_documents({}) == 0
+
+
 def test_unknown_follower_and_execution_are_404(stack: Stack) -> None:
     assert stack.post_signal(**BODY, follower_id="nobody").status_code == 404
     assert stack.client.get("/executions/nope").status_code == 404

@@ -92,13 +92,38 @@ def test_backend_is_chosen_by_configuration() -> None:
     assert backend_name(vault) == "vault"
     assert isinstance(secret_source(Settings(), environ={}), EnvSecretSource)
     gcp = secret_source(
-        Settings(secrets_backend="gcp"), environ={"GOOGLE_CLOUD_PROJECT": "my-project-1"}
+        Settings(secrets_backend="gcp", google_cloud_project="my-project-1"), environ={}
     )
     assert isinstance(gcp, GcpSecretSource) and gcp.project == "my-project-1"
     built = secret_source(vault, environ={})
     assert isinstance(built, VaultSecretSource)
     assert built.path(SecretName.MONGO_URI) == "secret/data/spreadpilot/mongo-uri"
     built.close()
+
+
+def test_backend_locations_are_settings_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """VAULT_PATH_PREFIX, VAULT_NAMESPACE and GOOGLE_CLOUD_PROJECT are Settings fields:
+    read (and documented) by the one configuration model, not from os.environ aside."""
+    for field in ("vault_path_prefix", "vault_namespace", "google_cloud_project"):
+        assert Settings.model_fields[field].description
+    monkeypatch.setenv("VAULT_PATH_PREFIX", "sp/staging")
+    monkeypatch.setenv("VAULT_NAMESPACE", "team-a")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj-from-env")
+    monkeypatch.setenv("PUBSUB_PROJECT_ID", "pubsub-proj")
+    vault = Settings(secrets_backend="vault", vault_addr="http://127.0.0.1:1", vault_token="t")
+    assert (vault.vault_path_prefix, vault.vault_namespace) == ("sp/staging", "team-a")
+    # ``environ`` is only the env backend's secret store: it does not steer the others.
+    built = secret_source(vault, environ={"VAULT_PATH_PREFIX": "ignored"})
+    assert isinstance(built, VaultSecretSource)
+    assert built.path(SecretName.MONGO_URI) == "secret/data/sp/staging/mongo-uri"
+    built.close()
+    gcp = secret_source(Settings(secrets_backend="gcp"), environ={})
+    assert isinstance(gcp, GcpSecretSource) and gcp.project == "proj-from-env"
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    gcp = secret_source(Settings(secrets_backend="gcp"), environ={})
+    assert isinstance(gcp, GcpSecretSource) and gcp.project == "pubsub-proj"
 
 
 def test_vault_backend_without_a_token_is_refused() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, date, datetime
 
 from ibsim.contracts import Chain, ContractQuery, Instrument
@@ -48,7 +47,6 @@ def bag_order(status: str = "Submitted") -> WorkingOrder:
         perm_id=100000001,
         account=ACCOUNT,
         legs=[Leg(LONG_PUT, 1, 1), Leg(SHORT_PUT, 1, -1)],
-        rng=random.Random(0),
         created=MOMENT,
         status=status,
     )
@@ -78,7 +76,6 @@ def option_order() -> WorkingOrder:
         perm_id=100000002,
         account=ACCOUNT,
         legs=[Leg(SHORT_PUT, 1, 1)],
-        rng=random.Random(0),
         created=MOMENT,
         status="Submitted",
     )

@@ -284,3 +284,38 @@ def test_rejected_modification_leaves_the_order_working_unchanged() -> None:
     assert isinstance(events[0], OrderUpdate)
     events = broker.place(ACCOUNT, 1, _spread_ticket(chain, 5, -2.95, qty=1))
     assert isinstance(events[0], OrderUpdate) and order.ticket.lmt_price == -2.95
+
+
+def _two_account_fills(first: str, step_every: int) -> dict[str, list[tuple[int, float]]]:
+    """Resting orders of two accounts placed in the order ``first`` says, stepped
+    every ``step_every`` simulated seconds: (second, shares) of each account's fills."""
+    clock = ManualClock(START)
+    chain = Chain(480, DAY)
+    market = Market(clock, chain, seed=3, scenario=Scenario(spot=480, walk_vol=0))
+    accounts = {a: Account(a, 100_000) for a in ("DUA", "DUB")}
+    broker = Broker(market, chain, accounts, seed=3)
+    legs = broker.resolve_legs(_spread_ticket(chain, 1, None))
+    assert legs is not None
+    between = math.ceil(combo_quote(market, legs).mid * 100) / 100
+    order = ["DUA", "DUB"] if first == "DUA" else ["DUB", "DUA"]
+    for account in order:
+        broker.place(account, 1, _spread_ticket(chain, 1, between, qty=6))
+    fills: dict[str, list[tuple[int, float]]] = {"DUA": [], "DUB": []}
+    for _ in range(0, 900, step_every):
+        clock.advance(step_every)
+        for e in broker.step():
+            if isinstance(e, ExecReport) and e.execution.side == "BOT":
+                x = e.execution
+                fills[x.account].append((int(x.time.timestamp()), x.shares))
+    return fills
+
+
+def test_fills_do_not_depend_on_which_account_ordered_first_or_on_loop_speed() -> None:
+    """The fill draws are keyed by order identity and simulated second, not by the
+    global permId or call order: accounts racing each other (the demo's followers)
+    or a slower server loop must not change anyone's fills."""
+    base = _two_account_fills("DUA", 1)
+    assert base["DUA"] and base["DUB"], "resting orders should fill within 15 minutes"
+    assert base["DUA"] != base["DUB"], "accounts draw independently"
+    assert _two_account_fills("DUB", 1) == base
+    assert _two_account_fills("DUA", 7) == base
