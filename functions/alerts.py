@@ -5,9 +5,14 @@ concurrently on two instances). For each *delivery* (channel + recipient) the
 severity routing selects, the fan-out:
 
 1. skips it if Redis holds ``alert:sent:{id}:{channel}`` (the dedup by id);
-2. records the alert in MongoDB ``alerts`` and claims the channel there (a
-   compare-and-set with a lease), so two concurrent deliveries of the same
-   message cannot both send, and a worker that died mid-send does not block it;
+2. claims the channel with Redis ``SET alert:claim:{id}:{channel} NX EX``
+   (the lease), so two concurrent deliveries of the same message cannot both
+   send, and a worker that died mid-send does not block it past the lease.
+   The claim is taken in Redis, not only in MongoDB, because a filtered
+   ``update_one`` compare-and-set is not atomic on FerretDB (the local
+   MongoDB): concurrent redeliveries both won it and both sent. The alert is
+   still recorded in MongoDB ``alerts`` and claimed there too, for the
+   per-channel status and dead letters ``/status`` shows;
 3. sends with retries and exponential backoff (honouring Retry-After);
 4. stores the outcome (sent, or a dead letter for a permanent failure or one
    still failing after the last retry, which ``/status`` shows) and only then
@@ -24,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +46,12 @@ log = logging.getLogger(__name__)
 
 SENT_TTL_SECONDS = 7 * 24 * 3600  # longer than Pub/Sub's 7-day retention
 CLAIM_TTL_SECONDS = 120
+
+#: Deletes the claim only if it is still ours: after a lease ran out another
+#: worker may hold it, and deleting theirs would let a third one send too.
+_RELEASE_CLAIM = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 MAX_ALERT_BYTES = 64 * 1024
@@ -196,27 +208,58 @@ class AlertFanout:
             if self.redis.exists(sent_key):
                 result.skipped.append(delivery.channel)
                 continue
-            lease = timedelta(seconds=CLAIM_TTL_SECONDS)
-            if not self.delivery_log.claim(
-                alert.id, delivery.channel, at=self.clock.now(), lease=lease
-            ):
-                if self._settled(alert.id, delivery.channel):
-                    # Done by an earlier delivery whose Redis marker was lost.
-                    self.redis.set(sent_key, "1", nx=True, ex=SENT_TTL_SECONDS)
-                    result.skipped.append(delivery.channel)
-                else:
-                    in_flight.append(delivery.channel)
+            claim_key = f"alert:claim:{alert.id}:{delivery.channel}"
+            token = uuid.uuid4().hex
+            if not self.redis.set(claim_key, token, nx=True, ex=CLAIM_TTL_SECONDS):
+                self._not_claimed(alert.id, delivery.channel, sent_key, result, in_flight)
                 continue
-            if self._deliver(alert, delivery):
-                result.sent.append(delivery.channel)
-            else:
-                result.dead_lettered.append(delivery.channel)
-            # Final either way (a dead letter is re-sent only by a person's requeue):
-            # mark only now, after the outcome is known, so a crash mid-send retries.
-            self.redis.set(sent_key, "1", nx=True, ex=SENT_TTL_SECONDS)
+            try:
+                if self.redis.exists(sent_key):
+                    # The previous holder finished (it marks before it releases)
+                    # between our first look and our claim.
+                    result.skipped.append(delivery.channel)
+                    continue
+                lease = timedelta(seconds=CLAIM_TTL_SECONDS)
+                if not self.delivery_log.claim(
+                    alert.id, delivery.channel, at=self.clock.now(), lease=lease
+                ):
+                    self._not_claimed(alert.id, delivery.channel, sent_key, result, in_flight)
+                    continue
+                if self._deliver(alert, delivery):
+                    result.sent.append(delivery.channel)
+                else:
+                    result.dead_lettered.append(delivery.channel)
+                # Final either way (a dead letter is re-sent only by a person's requeue):
+                # mark only now, after the outcome is known, so a crash mid-send retries.
+                self.redis.set(sent_key, "1", nx=True, ex=SENT_TTL_SECONDS)
+            finally:
+                self._release(claim_key, token)
         if in_flight:
             raise AlertInFlight(f"alert {alert.id}: {', '.join(in_flight)} in flight elsewhere")
         return result
+
+    def _not_claimed(
+        self,
+        alert_id: str,
+        channel: str,
+        sent_key: str,
+        result: FanoutResult,
+        in_flight: list[str],
+    ) -> None:
+        """Someone else holds the claim: skip if it is settled, else retry later."""
+        if self._settled(alert_id, channel):
+            # Done by an earlier delivery whose Redis marker was lost.
+            self.redis.set(sent_key, "1", nx=True, ex=SENT_TTL_SECONDS)
+            result.skipped.append(channel)
+        else:
+            in_flight.append(channel)
+
+    def _release(self, claim_key: str, token: str) -> None:
+        """Drop our claim early; if Redis fails the lease expires on its own."""
+        try:
+            self.redis.eval(_RELEASE_CLAIM, 1, claim_key, token)
+        except redis.RedisError:
+            log.warning("could not release %s; it expires with its lease", claim_key)
 
     def _settled(self, alert_id: str, channel: str) -> bool:
         stored = self.delivery_log.get(alert_id)

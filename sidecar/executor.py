@@ -41,6 +41,7 @@ from spreadpilot.adapters.ib_broker import (
     BrokerError,
     GatewayUnavailable,
     IBBroker,
+    MarginCheck,
     OrderView,
 )
 from spreadpilot.clock import Clock
@@ -97,6 +98,10 @@ class ExecutorConfig:
     max_age_seconds: float = 900.0
     #: wall seconds to wait for IB to confirm a cancel
     cancel_wait: float = 5.0
+    #: wall seconds between probes of the store for executions paused by an
+    #: outage: the first wait, and the cap of its doubling
+    paused_retry_first: float = 0.5
+    paused_retry_max: float = 10.0
 
 
 def _num(x: float | None) -> float | None:
@@ -129,6 +134,9 @@ class Executor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._received_wall: dict[str, float] = {}
         self.last_signal: dict[str, Any] | None = None
+        #: executions paused by a store outage: execution id -> follower id
+        self._paused: dict[str, str] = {}
+        self._paused_task: asyncio.Task[None] | None = None
 
     # -- entry points -------------------------------------------------------------
 
@@ -168,10 +176,17 @@ class Executor:
     def working_count(self) -> int:
         return sum(1 for t in self._tasks.values() if not t.done())
 
+    def paused(self) -> dict[str, str]:
+        """Executions waiting for the store to answer again (id -> follower id)."""
+        return dict(self._paused)
+
     async def close(self) -> None:
-        for task in self._tasks.values():
+        tasks = list(self._tasks.values())
+        if self._paused_task is not None:
+            tasks.append(self._paused_task)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks.values()):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
@@ -187,12 +202,15 @@ class Executor:
                 await self._drive(execution_id, session)
             except StoreUnavailable as exc:
                 # The record cannot be written, so nothing more may be sent.
-                # A working order keeps its last limit at IB; reconciliation
-                # picks it up when the store is back.
+                # A working order keeps its last limit at IB. Reconciliation
+                # would resume it, but only after a gateway (re)connect; with
+                # the session up nothing else would, so the execution is
+                # remembered and re-spawned once the store answers again.
                 log.error(
                     "execution store unavailable; execution paused",
                     extra={"execution_id": execution_id, "error": str(exc)},
                 )
+                self._pause(execution_id, follower_id)
                 self._alert(
                     AlertType.COMPONENT_DOWN,
                     f"execution {execution_id} paused: execution store unavailable",
@@ -205,6 +223,58 @@ class Executor:
             except Exception:
                 log.exception("execution crashed", extra={"execution_id": execution_id})
                 await self._fail_unexpected(execution_id, follower_id)
+
+    def _pause(self, execution_id: str, follower_id: str) -> None:
+        """Remember a paused execution and make sure something will resume it."""
+        self._paused[execution_id] = follower_id
+        if self._paused_task is None or self._paused_task.done():
+            self._paused_task = asyncio.create_task(
+                self._resume_paused(), name="exec-resume-paused"
+            )
+
+    async def _resume_paused(self) -> None:
+        """Re-spawn paused executions once the store answers, with backoff.
+
+        Why a probe and not just a re-spawn: a re-spawn against a store still
+        down would pause again and raise one more COMPONENT_DOWN alert per
+        attempt. A ``get`` of the record answers the only question that
+        matters (can the record be read again?) without side effects. The
+        re-spawned task takes the ordinary resume path (``_drive``), which
+        adopts the working order by orderRef or settles it from IB's
+        executions and never places a second order. An execution whose
+        previous task is still finishing (it holds the follower lock) is
+        left for the next round, so the re-spawn is never swallowed by
+        ``spawn``'s "already running" check.
+        """
+        delay = self.config.paused_retry_first
+        while self._paused:
+            await asyncio.sleep(delay)
+            answered = False
+            for execution_id, follower_id in list(self._paused.items()):
+                if self.running(execution_id):
+                    continue
+                try:
+                    await self.store.get(execution_id)
+                except StoreUnavailable:
+                    break
+                except Exception:
+                    log.exception(
+                        "probe of a paused execution failed",
+                        extra={"execution_id": execution_id},
+                    )
+                    break
+                answered = True
+                del self._paused[execution_id]
+                log.info(
+                    "execution store answers again; resuming paused execution",
+                    extra={"execution_id": execution_id, "follower_id": follower_id},
+                )
+                self.spawn(execution_id, follower_id)
+            delay = (
+                self.config.paused_retry_first
+                if answered
+                else min(delay * 2, self.config.paused_retry_max)
+            )
 
     async def _drive(self, execution_id: str, session: Session) -> None:
         for _ in range(3):
@@ -417,7 +487,7 @@ class Executor:
                 record,
                 S.NO_MARGIN,
                 AlertType.NO_MARGIN,
-                "not enough margin for the spread: no order",
+                _no_margin_message(check, qty),
                 {**check.as_params(), "qty": qty, "limit": first_limit},
             )
             return True
@@ -1172,3 +1242,24 @@ def to_domain_positions(positions: list[Any]) -> list[Position]:
 
 
 __all__ = ["Executor", "ExecutorConfig", "to_domain_positions"]
+
+
+def _no_margin_message(check: MarginCheck, qty: int) -> str:
+    """The NO_MARGIN text with the figures, so the person reading it needs no lookup.
+
+    The figures are in the alert's params too, but Telegram and e-mail show the
+    message; "not enough margin" alone would send someone to IB to find out by
+    how much. An unknown figure (IB sent none) reads "unknown": the check
+    failed closed on it.
+    """
+
+    def money(value: float | None) -> str:
+        return "unknown" if value is None else f"${value:,.2f}"
+
+    figures = check.as_params()
+    return (
+        f"not enough margin for {qty} spreads: initial margin change "
+        f"{money(figures['init_margin_change'])}, available funds "
+        f"{money(figures['available_funds'])}, equity with loan after "
+        f"{money(figures['equity_with_loan_after'])}; no order"
+    )

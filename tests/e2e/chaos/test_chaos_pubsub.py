@@ -15,7 +15,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import pytest
 from chaos_harness import FINAL_STATES, TRADE_DAY, ChaosFactory, ChaosStack, wait_for
 from spreadpilot.domain.alerts import Alert, AlertType, Severity
 from spreadpilot.domain.signals import manual_signal
@@ -65,14 +64,6 @@ def test_every_message_twice_and_out_of_order(chaos_stack: ChaosFactory) -> None
     assert len(stack.telegram.messages) >= seen["alerts"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "alert_fanout's per-channel claim (AlertsRepository.claim, a filtered update_one "
-        "compare-and-set) is not atomic on the local MongoDB (FerretDB 1.24, SQLite "
-        "backend): concurrent redeliveries of one alert both win the claim and both send"
-    ),
-)
 def test_concurrent_redeliveries_send_each_alert_once(chaos_stack: ChaosFactory) -> None:
     """The same alert delivered 8 times at once, for 16 alerts: one Telegram message each."""
     stack = chaos_stack(1)

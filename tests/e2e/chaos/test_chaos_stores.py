@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 from chaos_harness import FINAL_STATES, TRADE_DAY, ChaosFactory, ChaosStack, wait_for
 from spreadpilot.domain.signals import manual_signal
 
@@ -134,15 +133,6 @@ def _body(signal: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "sidecar/executor.py Executor._run: an execution paused by StoreUnavailable is "
-        "resumed only by a reconcile, which runs only after a gateway (re)connect; with the "
-        "session still up, the record stays WORKING after MongoDB is back, though IB filled "
-        "the order (no EXECUTION_FILLED either)"
-    ),
-)
 def test_execution_paused_by_a_mongodb_outage_settles_when_it_is_back(
     chaos_stack: ChaosFactory,
 ) -> None:

@@ -13,7 +13,6 @@ is a partial one.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,11 @@ from typing import Any
 import pytest
 from sidecar_harness import FollowerSpec, Stack, wait_for
 
+from ibsim.orders import fill_rng
+
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "DU0000001"
-FIRST_PERM_ID = 100_000_001
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def partial_seed(account: str = ACCOUNT, qty: int = 6) -> int:
     whose second event is far off (ibsim's seeded model: threshold, partial draw,
     partial size, next threshold, drawn in that order)."""
     for seed in range(20_000):
-        rng = random.Random(f"ibsim-fill:{seed}:{account}:{FIRST_PERM_ID}")
+        rng = fill_rng(seed, account, 1)  # the account's first order
         first = rng.expovariate(1.0)
         partial = rng.random() < 0.5
         rng.randint(1, qty - 1)
@@ -239,10 +239,14 @@ def test_no_margin_sends_nothing(make_stack: Any, case: Case) -> None:
     rec = stack.wait_final(ex)
     assert rec["state"] == "NO_MARGIN"
     assert stack.sim.orders(prefix="sp-") == []
-    p = stack.wait_alert("NO_MARGIN", "alice")["params"]
+    alert = stack.wait_alert("NO_MARGIN", "alice")
+    p = alert["params"]
     assert p["init_margin_change"] > p["available_funds"]
     for key in ("maint_margin_change", "equity_with_loan", "available_funds"):
         assert p[key] is not None
+    # The message a person reads carries the figures too.
+    assert f"${p['init_margin_change']:,.2f}" in alert["message"]
+    assert f"available funds ${p['available_funds']:,.2f}" in alert["message"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -197,6 +197,17 @@ def test_intraday_snapshots_are_idempotent(pg: Postgres) -> None:
     assert latest is not None and latest.total == Decimal("-5.5")
 
 
+def test_intraday_batch_insert_is_idempotent(pg: Postgres) -> None:
+    repo = PnlRepository(pg)
+    assert repo.insert_intraday(_snapshot(0, "10")) is True
+    # One already stored, one new, and the new one twice in the same batch.
+    batch = [_snapshot(0, "10"), _snapshot(1, "-5.5"), _snapshot(1, "-5.5")]
+    assert repo.insert_intraday_many(batch) == 1
+    assert repo.insert_intraday_many(batch) == 0
+    assert repo.insert_intraday_many([]) == 0
+    assert [s.total for s in repo.intraday_for_day("f1", DAY)] == [Decimal(10), Decimal("-5.5")]
+
+
 def test_daily_upsert_is_idempotent_and_final_wins(pg: Postgres) -> None:
     repo = PnlRepository(pg)
     assert repo.upsert_daily(_daily("50", finalized=False)) is True

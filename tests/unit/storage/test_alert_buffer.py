@@ -88,3 +88,36 @@ def test_a_broken_sink_never_raises_into_the_caller() -> None:
 
     pub = AlertPublisher([Broken()], retry_after=0.0)
     assert pub.publish(_alert(1)) == {"broken": False}
+
+
+def test_publish_many_sends_in_order_in_few_batches() -> None:
+    class Counting(Switchable):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = 0
+
+        def send_batch(self, alerts: Sequence[Alert]) -> int:
+            self.batches += 1
+            return super().send_batch(alerts)
+
+    sink = Counting()
+    pub = AlertPublisher([sink], buffer_size=50, drain_batch=50)
+    alerts = [_alert(i) for i in range(120)]
+    assert pub.publish_many(alerts) == {"switchable": 120}
+    # In order, in chunks of drain_batch (one wait per chunk, not per alert),
+    # and the small buffer never dropped anything while the sink was healthy.
+    assert sink.received == [a.id for a in alerts]
+    assert sink.batches == 3
+    assert pub.status()[0].dropped == 0
+
+
+def test_publish_many_buffers_while_down_and_never_raises() -> None:
+    now = [0.0]
+    sink = Switchable()
+    sink.up = False
+    pub = AlertPublisher([sink], retry_after=10.0, monotonic=lambda: now[0])
+    assert pub.publish_many([_alert(1), _alert(2)]) == {"switchable": 0}
+    sink.up = True
+    now[0] = 11.0
+    assert pub.publish_many([_alert(3)]) == {"switchable": 1}
+    assert sink.received == ["a1", "a2", "a3"]
