@@ -852,12 +852,13 @@ class Executor:
         halted = cancel_requested and str(record.get("cancel_reason", "")).startswith("mode")
         if halted:
             if filled > 0:
-                self._alert(
-                    AlertType.PARTIAL_FILL,
+                self._alert_partial_fill(
+                    record,
+                    session,
+                    view,
                     f"partially filled {filled} of {qty} before the kill switch",
-                    {"filled_qty": filled, "qty": qty, "order_ref": view.order_ref},
-                    session.follower_id,
-                    alert_id=f"{record['_id']}:{AlertType.PARTIAL_FILL.value}",
+                    filled,
+                    qty,
                 )
             await self._end(
                 record,
@@ -913,12 +914,8 @@ class Executor:
                 params["error_code"] = refused.get("error_code")
                 params["error_text"] = refused.get("error_text")
             if filled > 0:
-                self._alert(
-                    AlertType.PARTIAL_FILL,
-                    f"partially filled {filled} of {qty}",
-                    {"filled_qty": filled, "qty": qty, "order_ref": view.order_ref},
-                    session.follower_id,
-                    alert_id=f"{record['_id']}:{AlertType.PARTIAL_FILL.value}",
+                self._alert_partial_fill(
+                    record, session, view, f"partially filled {filled} of {qty}", filled, qty
                 )
             await self._end(
                 record,
@@ -1168,6 +1165,24 @@ class Executor:
                 "follower_id": record["follower_id"],
                 "state": state.value,
             },
+        )
+
+    def _alert_partial_fill(
+        self,
+        record: Record,
+        session: Session,
+        view: OrderView,
+        message: str,
+        filled: int,
+        qty: int,
+    ) -> None:
+        """The PARTIAL_FILL alert for an entry that ended with ``filled`` of ``qty``."""
+        self._alert(
+            AlertType.PARTIAL_FILL,
+            message,
+            {"filled_qty": filled, "qty": qty, "order_ref": view.order_ref},
+            session.follower_id,
+            alert_id=f"{record['_id']}:{AlertType.PARTIAL_FILL.value}",
         )
 
     def _alert(

@@ -500,8 +500,7 @@ class Liquidator:
         self, session: Session, spread: SpreadView, trade: Trade, qty: int, reason: str
     ) -> LiquidationResult:
         view = await self._wait_done(session, trade)
-        filled = view.filled >= view.total_quantity and view.total_quantity > 0
-        status = "FILLED" if filled else ("WORKING" if not view.done else view.status.upper())
+        filled, status = _fill_outcome(view)
         result = LiquidationResult(
             follower_id=session.follower_id,
             spread_id=spread.spread_id,
@@ -642,8 +641,7 @@ class Liquidator:
         self, session: Session, kind: str, con_id: int, trade: Trade, reason: str
     ) -> FlattenResult:
         view = await self._wait_done(session, trade)
-        filled = view.filled >= view.total_quantity > 0
-        status = "FILLED" if filled else ("WORKING" if not view.done else view.status.upper())
+        filled, status = _fill_outcome(view)
         result = FlattenResult(
             follower_id=session.follower_id,
             kind=kind,
@@ -740,6 +738,13 @@ class Liquidator:
             )
         except Exception:
             log.exception("alert publish failed")
+
+
+def _fill_outcome(view: OrderView) -> tuple[bool, str]:
+    """Whether a market order filled completely, and its status for the result."""
+    filled = view.filled >= view.total_quantity > 0
+    status = "FILLED" if filled else ("WORKING" if not view.done else view.status.upper())
+    return filled, status
 
 
 __all__ = [

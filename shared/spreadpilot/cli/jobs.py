@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Literal
 
 import click
 
@@ -114,13 +115,14 @@ def _scheduled_job(schedule_path: str | None, name: str) -> object:
     return job
 
 
-@jobs.command("pause")
-@click.argument("name")
-@_schedule_option
-@_project_option
-@_location_option
-def pause(name: str, schedule_path: str | None, project: str | None, location: str) -> None:
-    """Pause a Cloud Scheduler job."""
+def _set_job_state(
+    action: Literal["pause", "resume"],
+    name: str,
+    schedule_path: str | None,
+    project: str | None,
+    location: str,
+) -> None:
+    """Pause or resume the Cloud Scheduler job ``name`` and echo its new state."""
     from google.cloud import scheduler_v1
 
     from spreadpilot.schedule import Job
@@ -128,8 +130,19 @@ def pause(name: str, schedule_path: str | None, project: str | None, location: s
     job = _scheduled_job(schedule_path, name)
     assert isinstance(job, Job)
     client = scheduler_v1.CloudSchedulerClient()
-    result = client.pause_job(name=_scheduler_name(project, location, job.name))
+    change = client.pause_job if action == "pause" else client.resume_job
+    result = change(name=_scheduler_name(project, location, job.name))
     click.echo(f"{job.name}: {scheduler_v1.Job.State(result.state).name}")
+
+
+@jobs.command("pause")
+@click.argument("name")
+@_schedule_option
+@_project_option
+@_location_option
+def pause(name: str, schedule_path: str | None, project: str | None, location: str) -> None:
+    """Pause a Cloud Scheduler job."""
+    _set_job_state("pause", name, schedule_path, project, location)
 
 
 @jobs.command("resume")
@@ -139,15 +152,7 @@ def pause(name: str, schedule_path: str | None, project: str | None, location: s
 @_location_option
 def resume(name: str, schedule_path: str | None, project: str | None, location: str) -> None:
     """Resume a paused Cloud Scheduler job."""
-    from google.cloud import scheduler_v1
-
-    from spreadpilot.schedule import Job
-
-    job = _scheduled_job(schedule_path, name)
-    assert isinstance(job, Job)
-    client = scheduler_v1.CloudSchedulerClient()
-    result = client.resume_job(name=_scheduler_name(project, location, job.name))
-    click.echo(f"{job.name}: {scheduler_v1.Job.State(result.state).name}")
+    _set_job_state("resume", name, schedule_path, project, location)
 
 
 @jobs.command("run")

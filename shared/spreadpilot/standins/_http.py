@@ -86,6 +86,18 @@ class FaultInjector:
             return None
 
 
+def apply_fault_script(faults: FaultInjector, request: RecordedRequest) -> Reply:
+    """Handle a stand-in's ``POST /_admin/faults``: fail always, the next N, or stop."""
+    payload = request.json() or {}
+    if payload.get("always"):
+        faults.fail_always(int(payload.get("status", 500)))
+    elif int(payload.get("count", 0)) > 0:
+        faults.fail_next(int(payload["count"]), int(payload.get("status", 500)))
+    else:
+        faults.reset()
+    return Reply(200, {"ok": True})
+
+
 Route = Callable[[RecordedRequest, dict[str, str]], Reply]
 
 
@@ -186,6 +198,13 @@ class StandInServer:
             if params is not None:
                 return handler(request, params)
         return Reply(404, {"error": {"code": 404, "message": f"no route for {request.path}"}})
+
+
+def serve_as_process(server: StandInServer, name: str) -> None:
+    """Start ``server``, announce its URL on stdout, and block until interrupted."""
+    server.start()
+    print(f"{name} stand-in on {server.base_url}", flush=True)
+    server.serve_forever()
 
 
 def _segments(path: str) -> list[str]:

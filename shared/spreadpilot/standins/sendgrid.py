@@ -14,7 +14,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from spreadpilot.standins._http import FaultInjector, RecordedRequest, Reply, StandInServer
+from spreadpilot.standins._http import (
+    FaultInjector,
+    RecordedRequest,
+    Reply,
+    StandInServer,
+    apply_fault_script,
+    serve_as_process,
+)
 
 _MESSAGES = {
     400: "Bad Request",
@@ -126,14 +133,7 @@ class SendGridStandIn(StandInServer):
         )
 
     def _admin_faults(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
-        payload = request.json() or {}
-        if payload.get("always"):
-            self.faults.fail_always(int(payload.get("status", 500)))
-        elif int(payload.get("count", 0)) > 0:
-            self.faults.fail_next(int(payload["count"]), int(payload.get("status", 500)))
-        else:
-            self.faults.reset()
-        return Reply(200, {"ok": True})
+        return apply_fault_script(self.faults, request)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None)
     args = parser.parse_args(argv)
     server = SendGridStandIn(api_key=args.api_key, port=args.port)
-    server.start()
-    print(f"sendgrid stand-in on {server.base_url}", flush=True)
-    server.serve_forever()
+    serve_as_process(server, "sendgrid")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from spreadpilot.standins._http import FaultInjector, RecordedRequest, Reply, StandInServer
+from spreadpilot.standins._http import (
+    FaultInjector,
+    RecordedRequest,
+    Reply,
+    StandInServer,
+    apply_fault_script,
+    serve_as_process,
+)
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -245,14 +252,7 @@ class SheetsStandIn(StandInServer):
         return Reply(200, {"ok": True})
 
     def _admin_faults(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
-        payload = request.json() or {}
-        if payload.get("always"):
-            self.faults.fail_always(int(payload.get("status", 500)))
-        elif int(payload.get("count", 0)) > 0:
-            self.faults.fail_next(int(payload["count"]), int(payload.get("status", 500)))
-        else:
-            self.faults.reset()
-        return Reply(200, {"ok": True})
+        return apply_fault_script(self.faults, request)
 
     def _admin_requests(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
         return Reply(
@@ -300,9 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     server = SheetsStandIn(port=args.port)
-    server.start()
-    print(f"sheets stand-in on {server.base_url}", flush=True)
-    server.serve_forever()
+    serve_as_process(server, "sheets")
 
 
 if __name__ == "__main__":

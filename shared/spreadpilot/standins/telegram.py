@@ -16,7 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from spreadpilot.standins._http import FaultInjector, RecordedRequest, Reply, StandInServer
+from spreadpilot.standins._http import (
+    FaultInjector,
+    RecordedRequest,
+    Reply,
+    StandInServer,
+    apply_fault_script,
+    serve_as_process,
+)
 
 _DESCRIPTIONS = {
     400: "Bad Request: chat not found",
@@ -128,14 +135,7 @@ class TelegramStandIn(StandInServer):
         return Reply(200, [{"chat_id": m.chat_id, "text": m.text} for m in self.messages])
 
     def _admin_faults(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
-        payload = request.json() or {}
-        if payload.get("always"):
-            self.faults.fail_always(int(payload.get("status", 500)))
-        elif int(payload.get("count", 0)) > 0:
-            self.faults.fail_next(int(payload["count"]), int(payload.get("status", 500)))
-        else:
-            self.faults.reset()
-        return Reply(200, {"ok": True})
+        return apply_fault_script(self.faults, request)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None)
     args = parser.parse_args(argv)
     server = TelegramStandIn(token=args.token, port=args.port)
-    server.start()
-    print(f"telegram stand-in on {server.base_url}", flush=True)
-    server.serve_forever()
+    serve_as_process(server, "telegram")
 
 
 if __name__ == "__main__":

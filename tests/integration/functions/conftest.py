@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fn_harness import FunctionEnv, Topic
+from fn_harness import FunctionEnv, Topic, function_env_for
 
 
 @pytest.fixture
@@ -17,21 +15,8 @@ def function_env(
     devstack: Any, mongo_db: Any, pg_dsn: str, tmp_path: Path
 ) -> Iterator[FunctionEnv]:
     """Environment for function processes: this test's stores and Pub/Sub project."""
-    project = f"fn-{uuid.uuid4().hex[:10]}"
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
-    base.update(devstack.environ())
-    base.update(
-        {
-            "MONGO_DB": mongo_db.name,
-            "PNL_DATABASE_URL": pg_dsn,
-            "PUBSUB_PROJECT_ID": project,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env = FunctionEnv(base, mongo_db.name, pg_dsn, project, tmp_path)
-    yield env
-    for server in env.servers:
-        server.stop()
+    with function_env_for(devstack, mongo_db, pg_dsn, tmp_path, "fn") as env:
+        yield env
 
 
 @pytest.fixture

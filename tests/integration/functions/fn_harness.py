@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,29 @@ class FunctionEnv:
 
     def set(self, **values: str) -> None:
         self.base.update(values)
+
+
+@contextlib.contextmanager
+def function_env_for(
+    devstack: Any, mongo_db: Any, pg_dsn: str, tmp_path: Path, prefix: str
+) -> Iterator[FunctionEnv]:
+    """A :class:`FunctionEnv` on this test's stores and a fresh Pub/Sub project
+    (``<prefix>-<hex>``); stops every function server it started on exit."""
+    project = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
+    base.update(devstack.environ())
+    base.update(
+        {
+            "MONGO_DB": mongo_db.name,
+            "PNL_DATABASE_URL": pg_dsn,
+            "PUBSUB_PROJECT_ID": project,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env = FunctionEnv(base, mongo_db.name, pg_dsn, project, tmp_path)
+    yield env
+    for server in env.servers:
+        server.stop()
 
 
 @dataclass
