@@ -10,12 +10,13 @@ dead-letter behaviour is exactly what the tests must prove.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -281,3 +282,35 @@ def _make_handler(server: StandInServer) -> type[BaseHTTPRequestHandler]:
         do_PATCH = _handle
 
     return Handler
+
+
+Delivered = TypeVar("Delivered")
+
+
+class DeliveryStandIn(StandInServer, Generic[Delivered]):
+    """A stand-in that accepts deliveries (messages, mails), keeps them in order
+    and can be told to fail: the part Telegram's and SendGrid's stand-ins share.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.faults = FaultInjector()
+        self._delivered_lock = threading.Lock()
+        self._delivered: list[Delivered] = []
+        self._ids = itertools.count(1)
+        self.route("POST", "/_admin/faults", self._admin_faults)
+
+    def delivered(self) -> list[Delivered]:
+        """Deliveries accepted, in order."""
+        with self._delivered_lock:
+            return list(self._delivered)
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    def _accept(self, item: Delivered) -> None:
+        with self._delivered_lock:
+            self._delivered.append(item)
+
+    def _admin_faults(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
+        return apply_fault_script(self.faults, request)

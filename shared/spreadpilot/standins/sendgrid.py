@@ -9,17 +9,13 @@ failure. Records requests and can fail the next N or every request.
 from __future__ import annotations
 
 import argparse
-import itertools
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from spreadpilot.standins._http import (
-    FaultInjector,
+    DeliveryStandIn,
     RecordedRequest,
     Reply,
-    StandInServer,
-    apply_fault_script,
     serve_as_process,
 )
 
@@ -57,25 +53,19 @@ def sendgrid_error(status: int, message: str | None = None, field: str | None = 
     )
 
 
-class SendGridStandIn(StandInServer):
+class SendGridStandIn(DeliveryStandIn[SentMail]):
     """Records mail sends; ``api_key`` (if given) must match the bearer token."""
 
     def __init__(self, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host, port)
         self.api_key = api_key
-        self.faults = FaultInjector()
-        self._sent_lock = threading.Lock()
-        self._sent: list[SentMail] = []
-        self._ids = itertools.count(1)
         self.route("POST", "/v3/mail/send", self._send)
         self.route("GET", "/_admin/mails", self._admin_mails)
-        self.route("POST", "/_admin/faults", self._admin_faults)
 
     @property
     def mails(self) -> list[SentMail]:
         """Mails accepted (status 202), in order."""
-        with self._sent_lock:
-            return list(self._sent)
+        return self.delivered()
 
     def attempts(self) -> int:
         return sum(1 for r in self.requests if r.path == "/v3/mail/send")
@@ -116,24 +106,20 @@ class SendGridStandIn(StandInServer):
         if not content or not all(c.get("type") and c.get("value") for c in content):
             return sendgrid_error(400, "The content value must be a string.", "content")
         mail = SentMail(
-            message_id=f"standin-{next(self._ids)}",
+            message_id=f"standin-{self._next_id()}",
             to=recipients,
             sender=str(sender),
             subject=str(subject),
             text=str(content[0]["value"]),
             body=payload,
         )
-        with self._sent_lock:
-            self._sent.append(mail)
+        self._accept(mail)
         return Reply(202, None, {"X-Message-Id": mail.message_id})
 
     def _admin_mails(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
         return Reply(
             200, [{"to": list(m.to), "subject": m.subject, "text": m.text} for m in self.mails]
         )
-
-    def _admin_faults(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
-        return apply_fault_script(self.faults, request)
 
 
 def main(argv: list[str] | None = None) -> None:

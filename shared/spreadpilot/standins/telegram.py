@@ -10,18 +10,14 @@ against the same bytes the real API sends.
 from __future__ import annotations
 
 import argparse
-import itertools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from spreadpilot.standins._http import (
-    FaultInjector,
+    DeliveryStandIn,
     RecordedRequest,
     Reply,
-    StandInServer,
-    apply_fault_script,
     serve_as_process,
 )
 
@@ -58,25 +54,19 @@ def bot_error(status: int, retry_after: float | None = None) -> Reply:
     return Reply(status, body)
 
 
-class TelegramStandIn(StandInServer):
+class TelegramStandIn(DeliveryStandIn[SentMessage]):
     """Records ``sendMessage`` calls; ``token`` (if given) must match."""
 
     def __init__(self, token: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host, port)
         self.token = token
-        self.faults = FaultInjector()
-        self._sent_lock = threading.Lock()
-        self._sent: list[SentMessage] = []
-        self._ids = itertools.count(1)
         self.route("POST", "/{bot}/sendMessage", self._send_message)
         self.route("GET", "/_admin/messages", self._admin_messages)
-        self.route("POST", "/_admin/faults", self._admin_faults)
 
     @property
     def messages(self) -> list[SentMessage]:
         """Messages accepted (status 200), in order."""
-        with self._sent_lock:
-            return list(self._sent)
+        return self.delivered()
 
     def attempts(self) -> int:
         """sendMessage requests received, failed or not."""
@@ -113,10 +103,9 @@ class TelegramStandIn(StandInServer):
                 },
             )
         message = SentMessage(
-            token=token, chat_id=str(chat_id), text=str(text), message_id=next(self._ids)
+            token=token, chat_id=str(chat_id), text=str(text), message_id=self._next_id()
         )
-        with self._sent_lock:
-            self._sent.append(message)
+        self._accept(message)
         return Reply(
             200,
             {
@@ -133,9 +122,6 @@ class TelegramStandIn(StandInServer):
 
     def _admin_messages(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
         return Reply(200, [{"chat_id": m.chat_id, "text": m.text} for m in self.messages])
-
-    def _admin_faults(self, request: RecordedRequest, params: dict[str, str]) -> Reply:
-        return apply_fault_script(self.faults, request)
 
 
 def main(argv: list[str] | None = None) -> None:
