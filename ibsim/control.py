@@ -5,8 +5,8 @@ command per line to the control port (127.0.0.1 only) and get one JSON line
 back, e.g. ``printf 'spot 470\\n' | nc 127.0.0.1 7497``.
 
 Commands: ``drop [PORT]``, ``refuse SECONDS [PORT]``, ``reject N``, ``rejectmod N``,
-``delay SECONDS``, ``pause``, ``resume``, ``spot PRICE``, ``shift DELTA``,
-``notify 1100|1101|1102``, ``status``, ``help``.
+``delay SECONDS``, ``delaypos SECONDS [PORT]``, ``pause``, ``resume``, ``spot PRICE``,
+``shift DELTA``, ``notify 1100|1101|1102``, ``status``, ``help``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,18 @@ class Control:
         self.sim.ack_delay = max(0.0, seconds)
         log.warning("fault: acknowledgement delay %.2fs", seconds)
 
+    def delay_positions(self, seconds: float, port: int | None = None) -> None:
+        """Hold the answer to reqPositions (the full list and positionEnd) ``seconds`` (0 to stop).
+
+        The subscription starts at once and streamed position updates (after
+        fills) keep flowing meanwhile, so they reach the client between its
+        request and the answer, as from a busy gateway. Only requests made
+        while the delay is set are held.
+        """
+        for gateway in self._gateways(port):
+            gateway.positions_delay = max(0.0, seconds)
+        log.warning("fault: positions answer delay %.2fs", seconds)
+
     def pause_fills(self) -> None:
         """Orders keep working but nothing fills until ``resume_fills``."""
         self.sim.broker.fills_paused = True
@@ -111,6 +123,7 @@ class Control:
                     "clients": sorted(g.connections),
                     "messages_in": g.messages_in,
                     "messages_out": g.messages_out,
+                    "positions_delay": g.positions_delay,
                 }
                 for g in sim.gateways
             ],
@@ -140,6 +153,8 @@ class Control:
                 self.reject_next_modifications(int(args[0]) if args else 1)
             elif cmd == "delay":
                 self.delay_acks(float(args[0]))
+            elif cmd == "delaypos":
+                self.delay_positions(float(args[0]), _opt_int(args, 1))
             elif cmd == "pause":
                 self.pause_fills()
             elif cmd == "resume":

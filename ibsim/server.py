@@ -96,6 +96,8 @@ class Connection:
     sent_positions: set[int] = field(default_factory=set)
     sent_portfolio: set[int] = field(default_factory=set)
     recent: deque[float] = field(default_factory=deque)
+    #: Answers scheduled for later (a delay fault); cancelled when the connection closes.
+    pending: set[asyncio.TimerHandle] = field(default_factory=set)
     closed: bool = False
 
     @property
@@ -121,8 +123,22 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        for handle in self.pending:
+            handle.cancel()
+        self.pending.clear()
         with contextlib.suppress(Exception):
             self.writer.close()
+
+    def later(self, seconds: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after ``seconds`` of wall time, unless the connection closes first."""
+
+        def fire() -> None:
+            self.pending.discard(handle)
+            if not self.closed:
+                fn()
+
+        handle = asyncio.get_running_loop().call_later(seconds, fire)
+        self.pending.add(handle)
 
 
 Handler = Callable[[Connection, list[str]], Awaitable[None] | None]
@@ -144,6 +160,8 @@ class Gateway:
         self._reopen: asyncio.TimerHandle | None = None
         self.messages_in = 0
         self.messages_out = 0
+        #: Wall seconds by which the answer to reqPositions is held (a fault; 0 = none).
+        self.positions_delay = 0.0
         self.handlers: dict[int, Handler] = {
             1: self.on_market_data,
             2: self.on_cancel_market_data,
@@ -692,7 +710,16 @@ class Gateway:
         conn.send(enc.current_time(self.sim.clock.now()))
 
     def on_positions(self, conn: Connection, fields: list[str]) -> None:
+        # The subscription starts now; with a delay fault only the answer waits,
+        # while streamed updates (push_account) keep flowing meanwhile.
         conn.positions_sub = True
+        if self.positions_delay > 0:
+            conn.later(self.positions_delay, lambda: self._answer_positions(conn))
+        else:
+            self._answer_positions(conn)
+
+    def _answer_positions(self, conn: Connection) -> None:
+        """The answer to reqPositions: the whole current book, then positionEnd."""
         conn.sent_positions = set()
         self._send_positions(conn)
         conn.send(enc.position_end())

@@ -258,8 +258,8 @@ class IBBroker:
         self._hooks = _Hooks()
         self._order_errors: dict[int, tuple[int, str]] = {}
         self._stocks: dict[str, Contract] = {}
-        # The one positions request on the wire, shared by every concurrent caller.
-        self._positions_inflight: asyncio.Task[list[BrokerPosition]] | None = None
+        # The one request of each kind on the wire, shared by concurrent callers.
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
         self._ib.execDetailsEvent += self._on_exec
         self._ib.commissionReportEvent += self._on_commission
         self._ib.disconnectedEvent += self._on_disconnected
@@ -426,19 +426,34 @@ class IBBroker:
         )
 
     async def what_if(self, bag: Contract, order: Order) -> MarginCheck:
-        """Margin impact of ``order`` plus the account's available funds."""
+        """Margin impact of ``order`` plus the account's available funds.
+
+        The what-if answer carries the account's state before the order
+        (equity with loan and initial margin), and IB's available funds are
+        exactly their difference, so no second request is needed: one round
+        trip less on the way to every entry order. Only when those figures
+        are missing (a gateway that leaves them unset) is the account summary
+        asked; with neither, the figures stay unknown and the check fails closed.
+        """
         state = await self._call(self._ib.whatIfOrderAsync(bag, order), "whatIf")
         if state is None:
             raise BrokerError("what-if returned nothing")
-        summary = await self._call(self._ib.accountSummaryAsync(self.account), "accountSummary")
-        values = {v.tag: v.value for v in summary}
+        ewl_before = _to_float(state.equityWithLoanBefore)
+        init_before = _to_float(state.initMarginBefore)
+        if _finite(ewl_before) and _finite(init_before):
+            available, ewl = ewl_before - init_before, ewl_before
+        else:
+            summary = await self._call(self._ib.accountSummaryAsync(self.account), "accountSummary")
+            values = {v.tag: v.value for v in summary}
+            available = _to_float(values.get("AvailableFunds"))
+            ewl = _to_float(values.get("EquityWithLoanValue"))
         return MarginCheck(
             init_margin_change=_to_float(state.initMarginChange),
             maint_margin_change=_to_float(state.maintMarginChange),
             init_margin_after=_to_float(state.initMarginAfter),
             equity_with_loan_after=_to_float(state.equityWithLoanAfter),
-            available_funds=_to_float(values.get("AvailableFunds")),
-            equity_with_loan=_to_float(values.get("EquityWithLoanValue")),
+            available_funds=available,
+            equity_with_loan=ewl,
         )
 
     def place(self, contract: Contract, order: Order) -> Trade:
@@ -511,8 +526,18 @@ class IBBroker:
     # -- reconciliation --------------------------------------------------------------
 
     async def refresh_open_orders(self) -> list[Trade]:
-        """Ask the gateway for this client's open orders (re-binds them after a reconnect)."""
-        return list(await self._call(self._ib.reqOpenOrdersAsync(), "reqOpenOrders"))
+        """Ask the gateway for this client's open orders (re-binds them after a reconnect).
+
+        Each order once: ib_async adds every openOrder that arrives while the
+        request is pending to its answer, so an order acknowledged or updated
+        meanwhile is listed again by the answer itself. ib_async keeps one
+        Trade per order, so repeats are the same object.
+        """
+        return list(await self._single_flight("openOrders", self._fetch_open_orders))
+
+    async def _fetch_open_orders(self) -> list[Trade]:
+        trades = await self._call(self._ib.reqOpenOrdersAsync(), "reqOpenOrders")
+        return list({id(t): t for t in trades}.values())
 
     def open_trades(self) -> list[Trade]:
         """Orders of this session that can still fill."""
@@ -556,42 +581,64 @@ class IBBroker:
         the others (``shield``). The next call after the answer sends a new
         request: nothing is cached.
         """
-        task = self._positions_inflight
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._fetch_positions())
-            self._positions_inflight = task
-            task.add_done_callback(self._positions_done)
-        return list(await asyncio.shield(task))
+        return list(await self._single_flight("positions", self._fetch_positions))
 
-    def _positions_done(self, task: asyncio.Task[list[BrokerPosition]]) -> None:
-        if self._positions_inflight is task:
-            self._positions_inflight = None
+    async def _single_flight(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """Await the ``key`` request already on the wire, or send one.
+
+        ib_async keys a pending request by kind ("positions", "openOrders"):
+        a second one of a kind while the first is unanswered takes over its
+        future, so the first never resolves (see ``positions``). The
+        reconciler and an execution may both refresh open orders around a
+        reconnect; tv_monitor and pnl_mtm both ask for positions at :00.
+        """
+        task = self._inflight.get(key)
+        if task is None or task.done():
+            task = asyncio.ensure_future(fetch())
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._flight_done(key, done))
+        result: T = await asyncio.shield(task)
+        return result
+
+    def _flight_done(self, key: str, task: asyncio.Task[Any]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
         # Mark the exception retrieved even when every waiter was cancelled,
         # so asyncio does not log "exception was never retrieved".
         if not task.cancelled():
             task.exception()
 
     async def _fetch_positions(self) -> list[BrokerPosition]:
+        """One entry per (account, conId): the last message for it; flat ones left out.
+
+        A reqPositions also subscribes, and ib_async adds every ``position``
+        message that arrives while an answer is pending to that answer, so a
+        streamed update after a fill that lands between our request and its
+        positionEnd is followed by the same contract again in the full list: the
+        conId appears twice and a 4-lot spread reads as 8. The gateway sends in
+        order, so the later message for a contract is the newer one. Quantity 0
+        (a streamed close, or a position closed today that IB may still list)
+        means "not held" to every caller, so it is dropped here.
+        """
         raw = await self._call(self._ib.reqPositionsAsync(), "reqPositions")
-        out = []
+        latest: dict[tuple[str, int], BrokerPosition] = {}
         for p in raw:
             if self.account and p.account != self.account:
                 continue
             c = p.contract
-            out.append(
-                BrokerPosition(
-                    account=p.account,
-                    con_id=int(c.conId),
-                    symbol=c.symbol,
-                    sec_type=c.secType,
-                    right=c.right,
-                    strike=float(c.strike or 0.0),
-                    expiry=c.lastTradeDateOrContractMonth,
-                    quantity=float(p.position),
-                    avg_cost=float(p.avgCost),
-                )
+            pos = BrokerPosition(
+                account=p.account,
+                con_id=int(c.conId),
+                symbol=c.symbol,
+                sec_type=c.secType,
+                right=c.right,
+                strike=float(c.strike or 0.0),
+                expiry=c.lastTradeDateOrContractMonth,
+                quantity=float(p.position),
+                avg_cost=float(p.avgCost),
             )
-        return out
+            latest[(pos.account, pos.con_id)] = pos
+        return [p for p in latest.values() if p.quantity != 0]
 
     # -- internals ---------------------------------------------------------------------
 
