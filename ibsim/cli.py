@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--control-port", type=int, help="fault-injection line protocol port")
     p.add_argument("--tick-interval", type=float, default=0.1, help="wall seconds per loop step")
+    p.add_argument(
+        "--quote-step",
+        type=int,
+        default=1,
+        help="simulated seconds a quote holds (60 = one-minute bars; the demo uses it to repeat)",
+    )
     p.add_argument("--no-pacing", action="store_true", help="disable error 100 rate limiting")
     p.add_argument("--log-level", default=os.environ.get("IBSIM_LOG_LEVEL", "INFO"))
     return p
@@ -114,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         account_equity=account_equity,
         control_port=args.control_port,
         tick_interval=args.tick_interval,
+        quote_step=args.quote_step,
         pacing_limit=None if args.no_pacing else 50,
     )
 

@@ -3,7 +3,11 @@
 The underlying follows a seeded random walk on a one-second grid of *simulated*
 time (optionally bent through scenario keypoints), so the price at a given
 simulated instant depends only on the seed and the instant, never on how fast
-or how often the server loop happens to look. Option quotes are Black-Scholes
+or how often the server loop happens to look. Quotes can be held for a
+coarser step (``quote_step``, e.g. 60 s: one-minute bars): on a compressed
+clock a request that arrives a few simulated seconds later than in another
+run then still sees the same prices, which is what makes a seeded demo
+repeat to the cent. Option quotes are Black-Scholes
 values with a smile, quoted on the penny grid a cent or a few cents wide.
 Control faults can jump the price; a jump is an offset on top of the path.
 """
@@ -117,8 +121,12 @@ class Market:
         chain: Chain,
         seed: int = 0,
         scenario: Scenario | None = None,
+        quote_step: int = 1,
     ) -> None:
+        if quote_step < 1:
+            raise ValueError(f"quote_step must be a whole number of seconds >= 1, got {quote_step}")
         self.clock = clock
+        self.quote_step = int(quote_step)
         self.chain = chain
         self.seed = seed
         self.scenario = scenario or Scenario(spot=chain.reference_spot)
@@ -180,8 +188,13 @@ class Market:
         return points[-1][1]
 
     def _second(self, moment: datetime | None) -> int:
+        """Seconds since the origin of the quote step holding ``moment`` (default: now)."""
         moment = moment or self.clock.now()
-        return math.floor(moment.timestamp()) - self._origin
+        epoch = math.floor(moment.timestamp())
+        return epoch - epoch % self.quote_step - self._origin
+
+    def _step_moment(self, moment: datetime | None) -> datetime:
+        return datetime.fromtimestamp(self._origin + self._second(moment), UTC)
 
     def spot(self, moment: datetime | None = None) -> float:
         """The underlying's fair price at ``moment`` (default: now)."""
@@ -214,6 +227,7 @@ class Market:
         return instrument.is_option and self.minutes_to_expiry(instrument, moment) <= 0
 
     def greeks(self, instrument: Instrument, moment: datetime | None = None) -> Greeks:
+        moment = self._step_moment(moment)
         spot = self.spot(moment)
         minutes = self.minutes_to_expiry(instrument, moment)
         vol = self.smile.vol(spot, instrument.strike)
@@ -225,9 +239,11 @@ class Market:
         cached = self._cache.get(instrument.con_id)
         if cached and cached[0] == second and cached[1] == self._version:
             return cached[2]
-        if moment is None:
-            moment = datetime.fromtimestamp(self._origin + second, UTC)
-        quote = self._compute(instrument, moment, second)
+        # Priced at the start of its step, so every request within the step
+        # (and the cache) sees the same numbers.
+        quote = self._compute(
+            instrument, datetime.fromtimestamp(self._origin + second, UTC), second
+        )
         self._cache[instrument.con_id] = (second, self._version, quote)
         return quote
 

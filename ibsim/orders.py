@@ -17,16 +17,21 @@ Fill model (documented choice, deterministic for a seed):
   simulated second that rises from 2%/s at mid to about 50%/s next to natural;
   below mid it never fills. Each hazard event fills either everything or a
   random part of the remainder (partial fills for quantity > 1);
-- the hazard is integrated on the one-second grid of simulated time from the
-  order's placement, with a random threshold per fill event drawn from an RNG
-  seeded by (seed, account, the order's rank among its account's orders). Not
-  by the global permId: that depends on how orders of *different* accounts
-  interleave (the demo's followers order concurrently), which would deal
-  each account different fills from run to run. So the same seed and the
-  same requests give the same fills however fast the server loop runs,
-  whichever account trades first, and whenever the order arrives (time is
-  counted from the placement); a limit moved a second later than in another
-  run changes the hazard by one second's rate, not the draws.
+- the hazard is integrated once per simulated second, at half-second
+  offsets from the moment the limit was last set (placement or
+  modification: 0.5 s, 1.5 s, ... after it), with a random threshold per
+  fill event drawn from an RNG seeded by (seed, account, the order's rank
+  among its account's orders). Not by the global permId: that depends on how
+  orders of *different* accounts interleave (the demo's followers order
+  concurrently), which would deal each account different fills from run to
+  run. Why the grid follows the last change: a ladder moves its limit every
+  5 s, and on a compressed clock each move arrives a little earlier or later
+  than in another run; with the grid at the change, a move that is up to
+  half a second off still sees the same evaluations, so the same seed and
+  the same requests give the same fills however fast the server loop runs
+  and whichever account trades first. Before a modification or a cancel is
+  applied, the order is first brought up to date under its old terms (a fill
+  that was due happens first, as at a real exchange).
 Executions are reported PER LEG only (no BAG-level execution): each leg's
 execution carries the leg contract, the order's id and permId, BOT/SLD for the
 leg's effective side, and gets its own commission report ($0.65 a contract).
@@ -35,6 +40,7 @@ leg's effective side, and gets its own commission report ($0.65 a contract).
 from __future__ import annotations
 
 import copy
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -134,7 +140,8 @@ class WorkingOrder:
     last_fill_price: float = 0.0
     hazard: float = 0.0
     threshold: float = 1.0
-    next_second: int = 0
+    #: simulated epoch of the next hazard evaluation (see the module docstring)
+    next_eval: float = 0.0
     completed_time: datetime | None = None
     completed_status: str = ""
     leg_cum: dict[int, tuple[float, float]] = field(default_factory=dict)
@@ -366,6 +373,11 @@ class Broker:
         if ticket.what_if:
             return self._what_if(account, client_id, ticket)
         if existing is not None:
+            caught_up = self._catch_up(existing)
+            if caught_up:
+                # A fill that was due before this request happens first; the
+                # request then meets the order as it is now.
+                return caught_up + self.place(account_id, client_id, ticket)
             if existing.is_live:
                 if self.reject_next_modifications > 0:
                     # As IB does with a refused modification: error 201, and the
@@ -419,7 +431,7 @@ class Broker:
             legs=legs,
             created=now,
             rng=fill_rng(self.seed, account_id, self._placed[account_id]),
-            next_second=int(now.timestamp()) + 1,
+            next_eval=now.timestamp() + 0.5,
         )
         order.threshold = order.rng.expovariate(1.0)
         self.orders[key] = order
@@ -437,12 +449,20 @@ class Broker:
             ticket.total_quantity = order.filled
         ticket.legs = old.legs if not ticket.legs else ticket.legs
         order.ticket = ticket
+        now = self.market.clock.now()
+        order.next_eval = now.timestamp() + 0.5
         events: list[Event] = [OrderUpdate.of(order, ("open", "status"), "Submitted")]
         if order.remaining <= 0:
             events += self._finish(order, "Filled")
             return events
-        events += self._check_marketable(order, self.market.clock.now())
+        events += self._check_marketable(order, now)
         return events
+
+    def _catch_up(self, order: WorkingOrder) -> list[Event]:
+        """Evaluations of ``order`` due by now, under its current terms."""
+        if self.fills_paused or not order.is_live:
+            return []
+        return self._advance(order, self.market.clock.now().timestamp())
 
     def cancel(self, account_id: str, client_id: int, order_id: int) -> list[Event]:
         order = self.orders.get((account_id, client_id, order_id))
@@ -456,6 +476,9 @@ class Broker:
                     f"OrderId {order_id} that needs to be cancelled is not found.",
                 )
             ]
+        caught_up = self._catch_up(order)
+        if caught_up:
+            return caught_up + self.cancel(account_id, client_id, order_id)
         if not order.is_live:
             return [
                 OrderError(
@@ -596,21 +619,21 @@ class Broker:
         now = now or self.market.clock.now()
         events: list[Event] = []
         if not self.fills_paused:
-            current = int(now.timestamp())
+            current = now.timestamp()
             for order in list(self.orders.values()):
                 if order.is_live:
                     events += self._advance(order, current)
         events += self._expire_due(now)
         return events
 
-    def _advance(self, order: WorkingOrder, current: int) -> list[Event]:
+    def _advance(self, order: WorkingOrder, current: float) -> list[Event]:
         events: list[Event] = []
-        if current - order.next_second > MAX_GRID_STEPS:
-            order.next_second = current - MAX_GRID_STEPS
-        while order.next_second <= current and order.is_live:
-            second = order.next_second
-            order.next_second += 1
-            moment = datetime.fromtimestamp(second, UTC)
+        behind = current - order.next_eval
+        if behind > MAX_GRID_STEPS:
+            order.next_eval += math.floor(behind - MAX_GRID_STEPS)
+        while order.next_eval <= current and order.is_live:
+            moment = datetime.fromtimestamp(order.next_eval, UTC)
+            order.next_eval += 1.0
             if any(self.market.is_expired(leg.instrument, moment) for leg in order.legs):
                 break
             natural, mid, _ = self._natural_and_mid(order, moment)

@@ -58,6 +58,8 @@ class SimConfig:
     clock: Clock | None = None
     #: wall seconds between loop steps (fills, expiry, streaming ticks)
     tick_interval: float = 0.1
+    #: simulated seconds a quote holds (1 = every second; 60 = one-minute bars)
+    quote_step: int = 1
     #: error 100 above this many messages per second from one client (None: off)
     pacing_limit: int | None = 50
     #: wall seconds between periodic portfolio/account value pushes
@@ -101,7 +103,9 @@ class IBSim:
         self.scenario = scenario or Scenario()
         today = self.clock.now().astimezone(NEW_YORK).date()
         self.chain = Chain(reference_spot=self.scenario.spot, first_day=today)
-        self.market = Market(self.clock, self.chain, self.config.seed, self.scenario)
+        self.market = Market(
+            self.clock, self.chain, self.config.seed, self.scenario, self.config.quote_step
+        )
         self.accounts: dict[str, Account] = {
             a: Account(account_id=a, cash=self.config.account_equity.get(a, self.config.equity))
             for a in accounts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -34,6 +35,10 @@ class Clock(Protocol):
         """Sleep for ``seconds`` of *clock* time."""
         ...
 
+    def wall_seconds(self, simulated_seconds: float) -> float:
+        """How long the next ``simulated_seconds`` of clock time last on the wall."""
+        ...
+
     def sleep_blocking(self, seconds: float) -> None:
         """Blocking variant for synchronous code (functions, CLI)."""
         ...
@@ -53,6 +58,9 @@ class RealClock:
     def speed(self) -> float:
         return 1.0
 
+    def wall_seconds(self, simulated_seconds: float) -> float:
+        return max(0.0, simulated_seconds)
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
@@ -65,9 +73,24 @@ class ScaledClock:
 
     ``anchor`` is the wall-clock epoch (seconds) at which simulated time equals
     ``start``. Processes given the same (start, speed, anchor) share one time.
+
+    ``changes`` lets the pace vary over the day: each ``(moment, speed)`` pair
+    says that from simulated ``moment`` on, time runs at ``speed``. Why: at
+    200x, 5 ms of wall latency is a simulated second, so a ladder's 5 s rungs
+    would last 25 ms and their outcome would depend on how busy the machine
+    was. The demo slows down around the entry (10x: a 5 s rung lasts half a
+    wall second) and races through the quiet hours, so the same seed gives
+    the same fills. The mapping is still a pure function of the numbers, so
+    processes handed the same ones agree.
     """
 
-    def __init__(self, start: datetime, speed: float, anchor: float | None = None) -> None:
+    def __init__(
+        self,
+        start: datetime,
+        speed: float,
+        anchor: float | None = None,
+        changes: Sequence[tuple[datetime, float]] = (),
+    ) -> None:
         if start.tzinfo is None:
             raise ValueError("ScaledClock start must be timezone-aware")
         if speed <= 0:
@@ -75,6 +98,22 @@ class ScaledClock:
         self._start = start.astimezone(UTC)
         self._speed = float(speed)
         self._anchor = time.time() if anchor is None else float(anchor)
+        self._changes: list[tuple[datetime, float]] = []
+        # Segments (simulated epoch, wall epoch, speed), in order.
+        self._segments: list[tuple[float, float, float]] = [
+            (self._start.timestamp(), self._anchor, self._speed)
+        ]
+        for moment, pace in sorted(changes, key=lambda c: c[0]):
+            if moment.tzinfo is None:
+                raise ValueError("ScaledClock speed change moments must be timezone-aware")
+            if pace <= 0:
+                raise ValueError(f"ScaledClock speed must be positive, got {pace}")
+            sim0, wall0, speed0 = self._segments[-1]
+            at = moment.timestamp()
+            if at <= sim0:
+                raise ValueError("ScaledClock speed changes must come after the start")
+            self._segments.append((at, wall0 + (at - sim0) / speed0, float(pace)))
+            self._changes.append((moment.astimezone(UTC), float(pace)))
 
     @property
     def start(self) -> datetime:
@@ -84,16 +123,43 @@ class ScaledClock:
     def anchor(self) -> float:
         return self._anchor
 
+    def _segment_at_wall(self, wall: float) -> tuple[float, float, float]:
+        current = self._segments[0]
+        for segment in self._segments[1:]:
+            if segment[1] > wall:
+                break
+            current = segment
+        return current
+
+    def _segment_at_sim(self, sim: float) -> tuple[float, float, float]:
+        current = self._segments[0]
+        for segment in self._segments[1:]:
+            if segment[0] > sim:
+                break
+            current = segment
+        return current
+
     def speed(self) -> float:
-        return self._speed
+        return self._segment_at_wall(time.time())[2]
 
     def now(self) -> datetime:
-        elapsed_wall = time.time() - self._anchor
-        return self._start + timedelta(seconds=elapsed_wall * self._speed)
+        wall = time.time()
+        sim0, wall0, pace = self._segment_at_wall(wall)
+        return datetime.fromtimestamp(sim0 + (wall - wall0) * pace, UTC)
+
+    def wall_at(self, moment: datetime) -> float:
+        """The wall-clock epoch at which this clock reads ``moment``."""
+        sim = moment.timestamp()
+        sim0, wall0, pace = self._segment_at_sim(sim)
+        return wall0 + (sim - sim0) / pace
 
     def wall_seconds(self, simulated_seconds: float) -> float:
-        """How long ``simulated_seconds`` of clock time last on the wall."""
-        return max(0.0, simulated_seconds) / self._speed
+        """How long the next ``simulated_seconds`` of clock time last on the wall."""
+        wall = time.time()
+        sim0, wall0, pace = self._segment_at_wall(wall)
+        now = sim0 + (wall - wall0) * pace
+        target = datetime.fromtimestamp(now + max(0.0, simulated_seconds), UTC)
+        return max(0.0, self.wall_at(target) - wall)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(self.wall_seconds(seconds))
@@ -103,11 +169,16 @@ class ScaledClock:
 
     def to_env(self) -> dict[str, str]:
         """The environment variables another process needs to share this clock."""
-        return {
+        env = {
             "SIM_START": self._start.isoformat(),
             "SIM_SPEED": repr(self._speed),
             "SIM_ANCHOR": repr(self._anchor),
         }
+        if self._changes:
+            env["SIM_SPEED_CHANGES"] = ",".join(
+                f"{moment.isoformat()}={pace!r}" for moment, pace in self._changes
+            )
+        return env
 
 
 class ManualClock:
@@ -131,6 +202,10 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
 
+    def wall_seconds(self, simulated_seconds: float) -> float:
+        """As if at speed 1: a caller waiting on the wall waits as long as it asked."""
+        return max(0.0, simulated_seconds)
+
     async def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
@@ -152,4 +227,19 @@ def clock_from_env(env: dict[str, str]) -> Clock:
         started,
         float(env.get("SIM_SPEED", "1.0")),
         float(anchor) if anchor else None,
+        parse_speed_changes(env.get("SIM_SPEED_CHANGES", "")),
     )
+
+
+def parse_speed_changes(text: str) -> list[tuple[datetime, float]]:
+    """``ISO=SPEED,ISO=SPEED`` (as ``ScaledClock.to_env`` writes it) -> pairs."""
+    changes: list[tuple[datetime, float]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        when, sep, pace = item.rpartition("=")
+        if not sep:
+            raise ValueError(f"SIM_SPEED_CHANGES item {item!r} is not MOMENT=SPEED")
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=NEW_YORK)
+        changes.append((moment, float(pace)))
+    return changes

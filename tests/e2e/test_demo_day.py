@@ -199,3 +199,35 @@ def test_summary_table_printed(demo_run: dict[str, Any]) -> None:
     table = output[output.index("follower  ") :]
     assert re.search(r"carla\s+NO_MARGIN", table)
     assert re.search(r"anna\s+FILLED", table)
+
+
+def test_the_same_seed_gives_the_same_day_to_the_cent(
+    demo_run: dict[str, Any],
+    names_factory: NamesFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A second run of seed 7 (fresh databases, its own processes) reports the
+    same day: states, fill credits, rungs, every fill price, the liquidation
+    minute, the P&L to the cent and every alert count."""
+    from spreadpilot.demo.run import DemoOptions, run_demo
+
+    first = demo_run["options"]
+    names = names_factory(2)
+    base = tmp_path_factory.mktemp("demo-again")
+    options = DemoOptions(
+        seed=first.seed,
+        speed=first.speed,
+        report_dir=base / "report",
+        log_dir=base / "logs",
+        database=names.database,
+        redis_db=names.redis_db,
+        pubsub_project=names.project,
+        progress=False,
+    )
+    out = io.StringIO()
+    result = run_demo(options, out=out)
+    assert result.ok, out.getvalue() + "\n".join(result.problems)
+    again = json.loads((options.report_dir / "report.json").read_text())
+    figures = json.loads((first.report_dir / "report.json").read_text())
+    assert figures["followers"]["ben"]["fill_prices"], "the comparison must cover fills"
+    assert again == figures

@@ -80,3 +80,39 @@ def test_clock_from_env() -> None:
     assert isinstance(clock, ScaledClock)
     assert clock.start == START.astimezone(UTC)  # naive start means New York
     assert clock.speed() == 60
+
+
+def test_scaled_clock_with_speed_changes() -> None:
+    """200x, then 10x from 09:26:58 to 09:28:10, then 200x: the day races
+    except around the entry, and every process given the numbers agrees."""
+    slow_from = START.replace(minute=26, second=58)
+    slow_to = START.replace(minute=28, second=10)
+    anchor = time.time() - 1.0  # one wall second ago
+    clock = ScaledClock(START, 200, anchor, [(slow_to, 200.0), (slow_from, 10.0)])
+    # 09:25 + 200 s would be 09:28:20, but from 09:26:58 (118 s = 0.59 wall s) time
+    # runs at 10x: 0.41 wall s more is 4.1 simulated s, so 09:27:02.1.
+    now = clock.now().astimezone(NEW_YORK)
+    assert abs((now - slow_from).total_seconds() - 4.1) < 0.2
+    assert clock.speed() == 10.0
+    assert clock.wall_at(slow_from) == pytest.approx(anchor + 0.59)
+    assert clock.wall_at(slow_to) == pytest.approx(anchor + 0.59 + 7.2)
+    assert clock.wall_at(slow_to + timedelta(seconds=400)) == pytest.approx(anchor + 0.59 + 9.2)
+    # The next 10 s are a wall second; the next 80 s cross into 200x: 6.8 + 0.07 ... wall s.
+    assert clock.wall_seconds(10) == pytest.approx(1.0, abs=0.05)
+    remaining_slow = (slow_to - clock.now()).total_seconds()
+    expected = remaining_slow / 10 + (80 - remaining_slow) / 200
+    assert clock.wall_seconds(80) == pytest.approx(expected, abs=0.05)
+    twin = clock_from_env(clock.to_env())
+    assert isinstance(twin, ScaledClock)
+    assert abs((twin.now() - clock.now()).total_seconds()) < 0.1
+    assert twin.wall_at(slow_to) == pytest.approx(clock.wall_at(slow_to))
+    assert "SIM_SPEED_CHANGES" not in ScaledClock(START, 5).to_env()
+
+
+def test_scaled_clock_speed_changes_are_checked() -> None:
+    with pytest.raises(ValueError, match="after the start"):
+        ScaledClock(START, 10, changes=[(START - timedelta(seconds=1), 5.0)])
+    with pytest.raises(ValueError, match="positive"):
+        ScaledClock(START, 10, changes=[(START + timedelta(seconds=1), 0.0)])
+    with pytest.raises(ValueError, match="MOMENT=SPEED"):
+        clock_from_env({"SIM_START": START.isoformat(), "SIM_SPEED_CHANGES": "garbage"})

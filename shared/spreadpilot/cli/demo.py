@@ -21,6 +21,14 @@ from spreadpilot.cli._root import main
     help="Simulated seconds per wall second (200: the day in about two minutes).",
 )
 @click.option(
+    "--entry-speed",
+    type=click.FloatRange(min=1.0),
+    default=10.0,
+    show_default=True,
+    help="The pace from 09:26:58 to 09:28:10, around the signal and its ladder, so "
+    "that a seed repeats to the cent (capped at --speed).",
+)
+@click.option(
     "--scenario",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -56,6 +64,7 @@ from spreadpilot.cli._root import main
 def demo(
     seed: int,
     speed: float,
+    entry_speed: float,
     scenario: Path | None,
     followers: Path | None,
     trading_date: object,
@@ -75,6 +84,7 @@ def demo(
     options = DemoOptions(
         seed=seed,
         speed=speed,
+        entry_speed=entry_speed,
         scenario=scenario,
         followers=followers,
         trading_date=day,

@@ -461,6 +461,11 @@ def render_html(data: DemoData, charts: dict[str, Chart]) -> str:
     return "\n".join(parts)
 
 
+def _minute(moment: datetime | None) -> str | None:
+    """New York HH:MM: a fill's second depends on when the order arrived, its minute not."""
+    return None if moment is None else f"{_ny(moment):%H:%M}"
+
+
 def report_figures(data: DemoData) -> dict[str, Any]:
     """The figures the page shows, machine-readable (``report.json``), for checks."""
     followers: dict[str, Any] = {}
@@ -480,7 +485,13 @@ def report_figures(data: DemoData) -> dict[str, Any]:
             "fills": len(day.fills),
             "tv_points": len(day.tv),
             "liquidated": day.liquidated,
+            "liquidated_at": _minute(_liquidation_time(day)),
+            "fill_prices": sorted(
+                f"{f.side} {f.qty} {f.right or f.sec_type} {f.strike or ''} @ {f.price}"
+                for f in day.fills
+            ),
             "alerts": len(day.people_alerts),
+            "alert_types": sorted(a["type"] for a in day.people_alerts),
         }
     return {
         "trading_date": data.trading_date.isoformat(),

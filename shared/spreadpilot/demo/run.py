@@ -47,6 +47,12 @@ DEMO_DB = "spreadpilot_demo"
 DEMO_REDIS_DB = 1
 DEMO_PROJECT = "spreadpilot-demo"
 DEFAULT_SPEED = 200.0
+#: The pace around the entry (see ``pace_changes``) and the window it covers:
+#: the 09:27 signal, its dispatch and a full ten-rung ladder with its cancel.
+ENTRY_SPEED = 10.0
+ENTRY_WINDOW = (dtime(9, 26, 58), dtime(9, 28, 10))
+#: Quotes hold for a simulated minute (one-minute bars), see ``ibsim.market``.
+QUOTE_STEP_SECONDS = 60
 # Wall seconds between launching the processes and 09:26 simulated.
 DEFAULT_STARTUP_SECONDS = 12.0
 
@@ -55,6 +61,8 @@ DEFAULT_STARTUP_SECONDS = 12.0
 class DemoOptions:
     seed: int = 7
     speed: float = DEFAULT_SPEED
+    #: simulated seconds per wall second around the entry (never above ``speed``)
+    entry_speed: float = ENTRY_SPEED
     scenario: Path | None = None
     followers: Path | None = None
     trading_date: date | None = None
@@ -171,7 +179,8 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoResult:
     _say(
         out,
         f"SpreadPilot demo: paper trading day {day.isoformat()}, seed {options.seed}, "
-        f"{options.speed:g}x speed (logs in {log_dir})",
+        f"{options.speed:g}x speed, {min(options.entry_speed, options.speed):g}x from "
+        f"{ENTRY_WINDOW[0]:%H:%M:%S} to {ENTRY_WINDOW[1]:%H:%M:%S} (logs in {log_dir})",
     )
 
     try:
@@ -224,6 +233,8 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoResult:
             "--no-pacing",
             "--tick-interval",
             "0.02",
+            "--quote-step",
+            str(QUOTE_STEP_SECONDS),
             "--log-level",
             "WARNING",
         ],
@@ -250,7 +261,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoResult:
     start = datetime.combine(day, options.start_time, tzinfo=NEW_YORK)
     allowance = options.startup_seconds or _startup_allowance(log_dir)
     launched = time.monotonic()
-    clock = ScaledClock(start, options.speed, time.time() + allowance)
+    clock = demo_clock(day, options, time.time() + allowance)
     config.clock_env = clock.to_env()
     progress = Progress(clock, out, options.progress)
     failure: ComponentFailed | None = None
@@ -323,6 +334,27 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> DemoResult:
     result.wall_seconds = time.monotonic() - started
     result.ok = not result.problems
     return result
+
+
+def demo_clock(day: date, options: DemoOptions, anchor: float) -> ScaledClock:
+    """The day's clock: ``speed``, slowed to ``entry_speed`` for the entry window.
+
+    Why: the same seed must give the same day to the cent. At 200x a 5 s rung
+    lasts 25 wall milliseconds, about what one database write takes on a busy
+    two-core machine, so where a ladder stood when it filled would depend on
+    the machine's load. At 10x a rung lasts half a wall second and the moves
+    land well inside ibsim's half-second fill grid (``ibsim.orders``); the
+    quiet hours still race at ``speed``. The window costs about seven wall
+    seconds.
+    """
+    start = datetime.combine(day, options.start_time, tzinfo=NEW_YORK)
+    begin, end = (datetime.combine(day, t, tzinfo=NEW_YORK) for t in ENTRY_WINDOW)
+    slow, fast = options.entry_speed, options.speed
+    if slow >= fast or end <= start:
+        return ScaledClock(start, fast, anchor)
+    if begin <= start:
+        return ScaledClock(start, slow, anchor, [(end, fast)])
+    return ScaledClock(start, fast, anchor, [(begin, slow), (end, fast)])
 
 
 _STARTUP_FILE = "startup-seconds.txt"

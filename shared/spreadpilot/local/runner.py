@@ -179,7 +179,7 @@ class LocalRunner:
         return [j for j in self.schedule.topic_triggered if self._wanted(j)]
 
     def _wall(self, simulated_seconds: float) -> float:
-        return max(0.0, simulated_seconds) / self.clock.speed()
+        return self.clock.wall_seconds(simulated_seconds)
 
     def invoke(
         self, job: Job, body: Mapping[str, Any] | None = None, scheduled: datetime | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 from spreadpilot.clock import NEW_YORK, ManualClock
@@ -319,3 +320,90 @@ def test_fills_do_not_depend_on_which_account_ordered_first_or_on_loop_speed() -
     assert base["DUA"] != base["DUB"], "accounts draw independently"
     assert _two_account_fills("DUB", 1) == base
     assert _two_account_fills("DUA", 7) == base
+
+
+def test_quotes_hold_for_their_step() -> None:
+    """With one-minute bars every request within the minute sees the same prices,
+    and the next minute is priced afresh (the path moves, time decays)."""
+    clock = ManualClock(START)
+    chain = Chain(480, DAY)
+    bars = Market(clock, chain, seed=5, scenario=Scenario(spot=480), quote_step=60)
+    live = Market(clock, chain, seed=5, scenario=Scenario(spot=480))
+    put = chain.option(DAY, 478, "P")
+    first = bars.quote(put)
+    seconds = [bars.quote(put, START + timedelta(seconds=s)) for s in (0, 13, 29.5, 59.9)]
+    assert all(q == first for q in seconds)
+    assert bars.spot(START + timedelta(seconds=59)) == bars.spot(START)
+    assert first == live.quote(put, START)  # a bar is the market at its first second
+    later = bars.quote(put, START + timedelta(seconds=60))
+    assert later == live.quote(put, START + timedelta(seconds=60))
+    assert later.greeks != first.greeks
+    with pytest.raises(ValueError, match="quote_step"):
+        Market(clock, chain, quote_step=0)
+
+
+def _ladder_fills(
+    seed: int, delays: list[float], tick: float = 0.01
+) -> list[tuple[float, float, float]]:
+    """A 10-rung ladder on one resting combo, from just above mid, ``tick`` less
+    credit per rung, each move ``5 s + delays[k]`` after the previous one, the
+    server loop stepping every 0.3 s: (rung, shares, price) of each fill."""
+    clock = ManualClock(START)
+    chain = Chain(480, DAY)
+    market = Market(clock, chain, seed=seed, scenario=Scenario(spot=480), quote_step=60)
+    broker = Broker(market, chain, {ACCOUNT: Account(ACCOUNT, 100_000)}, seed=seed)
+    legs = broker.resolve_legs(_spread_ticket(chain, 1, None))
+    assert legs is not None
+    mid = math.ceil(combo_quote(market, legs).mid * 100) / 100
+    fills: list[tuple[float, float, float]] = []
+
+    def collect(events: list[Any], rung: int) -> None:
+        for e in events:
+            if isinstance(e, ExecReport) and e.execution.side == "BOT":
+                fills.append((rung, e.execution.shares, e.execution.price))
+
+    collect(broker.place(ACCOUNT, 1, _spread_ticket(chain, 1, mid, qty=8)), 0)
+    for rung, delay in enumerate(delays, start=1):
+        waited = 0.0
+        while waited + 0.3 < 5.0 + delay:
+            clock.advance(0.3)
+            waited += 0.3
+            collect(broker.step(), rung - 1)
+        clock.advance(5.0 + delay - waited)
+        limit = round(mid + tick * rung, 2)
+        collect(broker.place(ACCOUNT, 1, _spread_ticket(chain, 1, limit, qty=8)), rung)
+        if not broker.orders[(ACCOUNT, 1, 1)].is_live:
+            break
+    return fills
+
+
+def test_ladder_fills_do_not_depend_on_sub_second_timing_of_the_moves() -> None:
+    """Each move up to ~0.4 s early or late (a busy machine on a compressed clock)
+    gives the same fills at the same rungs: the fill grid follows the last limit
+    change, and an evaluation that was due before a move happens before it."""
+    jitters = ([0.4, -0.3, 0.2, 0.35, -0.4, 0.1, 0.0, 0.3, -0.2], [-0.45] * 9, [0.45] * 9)
+    differing = 0
+    for seed in range(8):
+        for tick in (0.01, 0.0):  # a real ladder; a limit held (only the hazard decides)
+            on_time = _ladder_fills(seed, [0.0] * 9, tick)
+            for delays in jitters:
+                assert _ladder_fills(seed, delays, tick) == on_time, (seed, tick, delays)
+        assert _ladder_fills(seed, [0.0] * 9), f"seed {seed}: a ladder to natural fills"
+        # Moves a whole second late are another ladder: the comparison can fail.
+        if _ladder_fills(seed, [1.5] * 9, 0.0) != _ladder_fills(seed, [0.0] * 9, 0.0):
+            differing += 1
+    assert differing > 0
+
+
+def test_a_fill_due_before_a_cancel_happens_first() -> None:
+    broker, clock, chain = _broker(seed=1)
+    legs = broker.resolve_legs(_spread_ticket(chain, 1, None))
+    assert legs is not None
+    cq = combo_quote(broker.market, legs)
+    # Just inside natural: the hazard is about 50 %/s, so it has filled within 60 s.
+    broker.place(ACCOUNT, 1, _spread_ticket(chain, 1, round(cq.ask - 0.01, 2), qty=1))
+    clock.advance(60)  # no loop step ran in between
+    events = broker.cancel(ACCOUNT, 1, 1)
+    assert any(isinstance(e, ExecReport) for e in events)
+    assert isinstance(events[-1], OrderError) and events[-1].code == 10148
+    assert broker.orders[(ACCOUNT, 1, 1)].status == "Filled"
