@@ -5,10 +5,12 @@ Why it is built the way it is:
 * **One record per (signal, follower), created by a unique index.** Ten
   deliveries of a signal race on ``create_if_absent``; exactly one wins, and
   only a record can start a ladder.
-* **Write, then act.** Every step that touches the broker is preceded by a
-  compare-and-set of the record's state (RECEIVED -> SIZED -> QUOTED ->
-  MARGIN_OK -> WORKING(rung k) -> end). The order id is reserved and persisted
-  before the order is sent, and ``submitted`` is set after. A restart therefore
+* **Write, then send.** The steps before the order only read from the
+  broker (sizing, quotes, margin); they are carried to ONE compare-and-set
+  that records them all (RECEIVED -> SIZED -> QUOTED -> MARGIN_OK ->
+  WORKING, each with its own time) and reserves the order id, before the
+  order is sent; ``submitted`` is set after. A rung move is recorded right
+  after it is sent (it only re-prices the one order). A restart therefore
   always knows whether an order may exist, and reconciliation (by orderRef)
   decides whether to adopt it, settle it from executions, or stop and alert;
   it never places an order for a record that already reserved an order id
@@ -32,6 +34,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -66,7 +69,7 @@ from spreadpilot.domain.timevalue import Position, group_spreads
 
 from sidecar.metrics import SidecarMetrics
 from sidecar.session_pool import Session, SessionPool
-from sidecar.store import ExecutionStore, Record, StaleRecord, StoreUnavailable
+from sidecar.store import ExecutionStore, Record, StaleRecord, Step, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +160,21 @@ class Executor:
         if created:
             self._received_wall[exec_id] = time.monotonic()
         if not is_terminal(S(stored["state"])):
-            self.spawn(stored["_id"], stored["follower_id"])
+            # A record this call created is as fresh as a read: hand it over.
+            self.spawn(stored["_id"], stored["follower_id"], stored if created else None)
         return {**stored, "created": created}
 
-    def spawn(self, execution_id: str, follower_id: str) -> None:
-        """Start driving ``execution_id`` unless a task already does."""
+    def spawn(self, execution_id: str, follower_id: str, record: Record | None = None) -> None:
+        """Start driving ``execution_id`` unless a task already does.
+
+        ``record``: the record as just written, which saves the task its first
+        read (one database round trip less between a signal and its order).
+        """
         task = self._tasks.get(execution_id)
         if task is not None and not task.done():
             return
         self._tasks[execution_id] = asyncio.create_task(
-            self._run(execution_id, follower_id), name=f"exec-{execution_id}"
+            self._run(execution_id, follower_id, record), name=f"exec-{execution_id}"
         )
 
     def running(self, execution_id: str) -> bool:
@@ -192,14 +200,14 @@ class Executor:
 
     # -- one execution --------------------------------------------------------------
 
-    async def _run(self, execution_id: str, follower_id: str) -> None:
+    async def _run(self, execution_id: str, follower_id: str, record: Record | None = None) -> None:
         session = self.pool.get(follower_id)
         if session is None:
             await self._fail_no_session(execution_id, follower_id)
             return
         async with session.lock:
             try:
-                await self._drive(execution_id, session)
+                await self._drive(execution_id, session, record)
             except StoreUnavailable as exc:
                 # The record cannot be written, so nothing more may be sent.
                 # A working order keeps its last limit at IB. Reconciliation
@@ -276,16 +284,22 @@ class Executor:
                 else min(delay * 2, self.config.paused_retry_max)
             )
 
-    async def _drive(self, execution_id: str, session: Session) -> None:
+    async def _drive(self, execution_id: str, session: Session, hint: Record | None) -> None:
         for _ in range(3):
-            record = await self.store.get(execution_id)
+            record, hint = hint or await self.store.get(execution_id), None
             if record is None or is_terminal(S(record["state"])):
                 return
             state = S(record["state"])
             if state in OPEN_ORDER_STATES:
                 done = await self._resume_order(record, session)
             else:
-                done = await self._open(record, session)
+                try:
+                    done = await self._open(record, session)
+                except StaleRecord:
+                    # The record moved under us (e.g. the handed-over copy was
+                    # old): read it again. A record that reserved an order id
+                    # is resumed by adopting that order, never by a second one.
+                    continue
             if done:
                 return
         log.error("execution did not settle", extra={"execution_id": execution_id})
@@ -296,8 +310,10 @@ class Executor:
         """RECEIVED .. MARGIN_OK -> WORKING. Returns True when this task is finished."""
         follower = session.follower
         signal = Signal.model_validate(record["signal"])
-        record["_id"]
         state = S(record["state"])
+        # Steps taken and not yet written: they go with the next write (the
+        # order id reservation, or the end), see ``sidecar.store.Step``.
+        taken: list[Step] = []
 
         age = (self.clock.now() - record["created_at"]).total_seconds()
         if age > self.config.max_age_seconds:
@@ -350,8 +366,19 @@ class Executor:
         broker = session.broker
 
         try:
-            # Position limit (SPEC 1): never exceed max_open_spreads.
-            open_spreads = await self._open_spread_count(broker)
+            # Position limit (SPEC 1): never exceed max_open_spreads. Asked at
+            # the same time as the legs are qualified: both only read.
+            spread = VerticalSpread.from_signal(signal)
+            expiry = spread.expiry.strftime("%Y%m%d")
+            open_spreads, long_c, short_c = await asyncio.gather(
+                self._open_spread_count(broker),
+                broker.qualify_option(
+                    signal.ticker, expiry, spread.long_leg.strike, spread.right.value
+                ),
+                broker.qualify_option(
+                    signal.ticker, expiry, spread.short_leg.strike, spread.right.value
+                ),
+            )
             if open_spreads >= follower.max_open_spreads:
                 await self._end(
                     record,
@@ -366,19 +393,10 @@ class Executor:
                 )
                 return True
             if state is S.RECEIVED:
-                record = await self._advance(record, S.SIZED, {"qty": qty})
+                taken.append(Step(S.SIZED, {"qty": qty}, self.clock.now()))
                 state = S.SIZED
 
-            # 2. Qualify both legs (never the BAG).
-            spread = VerticalSpread.from_signal(signal)
-            expiry = spread.expiry.strftime("%Y%m%d")
-            long_c = await broker.qualify_option(
-                signal.ticker, expiry, spread.long_leg.strike, spread.right.value
-            )
-            short_c = await broker.qualify_option(
-                signal.ticker, expiry, spread.short_leg.strike, spread.right.value
-            )
-
+            # 2. Both legs were qualified above (never the BAG).
             # 3. Quote both legs.
             md = self.pool.market_data_session(session)
             if md is session:
@@ -392,7 +410,7 @@ class Executor:
                 )
                 long_q, short_q = await md.broker.quote(md_long, md_short)
         except GatewayUnavailable as exc:
-            await self._gateway_down_before_order(record, session, exc)
+            await self._gateway_down_before_order(record, session, exc, taken)
             return True
         except BrokerError as exc:
             await self._end(
@@ -401,6 +419,7 @@ class Executor:
                 AlertType.GATEWAY_UNREACHABLE,
                 f"broker error before any order: {exc.text}",
                 {"error_code": exc.code, "error_text": exc.text},
+                via=taken,
             )
             return True
 
@@ -416,6 +435,7 @@ class Executor:
                 AlertType.MID_TOO_LOW,
                 f"no usable quote: {exc}",
                 {"strategy": signal.strategy.value, **strikes, "threshold": min_price},
+                via=taken,
             )
             return True
         quotes = {
@@ -441,10 +461,9 @@ class Executor:
             "ladder": [{"credit": r.credit, "limit": r.limit} for r in rungs],
         }
         if state is S.SIZED:
-            record = await self._advance(record, S.QUOTED, fields)
+            taken.append(Step(S.QUOTED, fields, self.clock.now()))
             state = S.QUOTED
-        else:
-            record = {**record, **fields}
+        record = {**record, **fields}
 
         if not rungs:
             await self._end(
@@ -459,6 +478,7 @@ class Executor:
                     "strategy": signal.strategy.value,
                     **strikes,
                 },
+                via=taken,
             )
             return True
 
@@ -470,7 +490,7 @@ class Executor:
                 bag, broker.limit_order(0, qty, first_limit, record["order_ref"])
             )
         except GatewayUnavailable as exc:
-            await self._gateway_down_before_order(record, session, exc)
+            await self._gateway_down_before_order(record, session, exc, taken)
             return True
         except BrokerError as exc:
             # Unknown margin = no order (fail closed).
@@ -480,6 +500,7 @@ class Executor:
                 AlertType.NO_MARGIN,
                 f"margin check failed: {exc.text}",
                 {"error_code": exc.code, "error_text": exc.text, "qty": qty},
+                via=taken,
             )
             return True
         if not check.sufficient:
@@ -489,10 +510,13 @@ class Executor:
                 AlertType.NO_MARGIN,
                 _no_margin_message(check, qty),
                 {**check.as_params(), "qty": qty, "limit": first_limit},
+                via=taken,
             )
             return True
         if state is S.QUOTED:
-            record = await self._advance(record, S.MARGIN_OK, {"margin": check.as_params()})
+            margin = {"margin": check.as_params()}
+            taken.append(Step(S.MARGIN_OK, margin, self.clock.now()))
+            record = {**record, **margin}
 
         # Re-check the kill switch right before money moves.
         mode = self.modes.mode_for(follower.id)
@@ -504,14 +528,15 @@ class Executor:
                 f"entry not sent: trading mode {mode.value}",
                 {"mode": mode.value},
                 severity=Severity.WARNING,
+                via=taken,
             )
             return True
 
         # 5. One BUY combo at a negative limit, id persisted before sending.
-        return await self._place_and_ladder(record, session, bag, qty)
+        return await self._place_and_ladder(record, session, bag, qty, taken)
 
     async def _place_and_ladder(
-        self, record: Record, session: Session, bag: Contract, qty: int
+        self, record: Record, session: Session, bag: Contract, qty: int, taken: list[Step]
     ) -> bool:
         broker = session.broker
         rung0 = record["ladder"][0]
@@ -519,9 +544,11 @@ class Executor:
         try:
             order_id = broker.next_order_id()
         except GatewayUnavailable as exc:
-            await self._gateway_down_before_order(record, session, exc)
+            await self._gateway_down_before_order(record, session, exc, taken)
             return True
         now = self.clock.now()
+        # The one write between the signal and its order: every step so far
+        # and the reserved order id, before anything is sent.
         record = await self._advance(
             record,
             S.WORKING,
@@ -534,6 +561,7 @@ class Executor:
                 "qty": qty,
                 "initial_limit": limit,
             },
+            via=taken,
         )
         order = broker.limit_order(order_id, qty, limit, record["order_ref"])
         try:
@@ -691,12 +719,20 @@ class Executor:
                 if rung + 1 < len(ladder):
                     rung += 1
                     limit = assert_credit_limit(float(ladder[rung]["limit"]))
+                    started_at = self.clock.now()
+                    broker.modify_limit(trade, limit)
+                    # Recorded right after the move, not before: a move changes
+                    # the price of the one order, it never creates one, and the
+                    # plan it follows was written before the order was sent. A
+                    # crash in between leaves the record a rung behind IB; the
+                    # resumed ladder then repeats this same limit (a no-op) and
+                    # goes on. Writing first would put a database round trip
+                    # inside every rung.
                     record = await self._advance(
                         record,
                         S(record["state"]),
-                        {"rung": rung, "limit": limit, "rung_started_at": self.clock.now()},
+                        {"rung": rung, "limit": limit, "rung_started_at": started_at},
                     )
-                    broker.modify_limit(trade, limit)
                     self.metrics.order_modifications.labels(session.follower_id).inc()
                     log.info(
                         "ladder rung",
@@ -1044,7 +1080,11 @@ class Executor:
     # -- failure paths -------------------------------------------------------------------
 
     async def _gateway_down_before_order(
-        self, record: Record, session: Session, exc: BrokerError | None = None
+        self,
+        record: Record,
+        session: Session,
+        exc: BrokerError | None = None,
+        via: Sequence[Step] = (),
     ) -> None:
         text = exc.text if exc else (session.last_error or "session not ready")
         await self._end(
@@ -1058,6 +1098,7 @@ class Executor:
                 "host": session.follower.gateway.host,
                 "port": session.follower.gateway.port,
             },
+            via=via,
         )
 
     async def _fail_no_session(self, execution_id: str, follower_id: str) -> None:
@@ -1101,10 +1142,19 @@ class Executor:
 
     # -- record helpers -------------------------------------------------------------------
 
-    async def _advance(self, record: Record, target: ExecutionState, fields: Record) -> Record:
-        """Compare-and-set the record to ``target`` (an illegal move raises, nothing is written)."""
+    async def _advance(
+        self,
+        record: Record,
+        target: ExecutionState,
+        fields: Record,
+        via: Sequence[Step] = (),
+    ) -> Record:
+        """Compare-and-set the record to ``target`` (an illegal move raises, nothing is written).
+
+        ``via``: steps taken since the record was last written, written first.
+        """
         try:
-            return await self.store.advance(record, target, fields, self.clock.now())
+            return await self.store.advance(record, target, fields, self.clock.now(), via)
         except (IllegalTransition, StaleRecord):
             log.error(
                 "execution record refused the step",
@@ -1130,6 +1180,7 @@ class Executor:
         *,
         severity: Severity | None = None,
         extra: Record | None = None,
+        via: Sequence[Step] = (),
     ) -> None:
         signal = record.get("signal") or {}
         full = {
@@ -1140,7 +1191,7 @@ class Executor:
             "strike_short": signal.get("strike_short"),
             **params,
         }
-        current = S(record["state"])
+        current = via[-1].state if via else S(record["state"])
         if not can_transition(current, state):
             # A resumed execution can meet an end its current state cannot
             # reach (a margin failure after MARGIN_OK was recorded, say). It
@@ -1148,7 +1199,7 @@ class Executor:
             full["intended_state"] = state.value
             state = S.FAILED
         fields = {"reason": message, "ended_at": self.clock.now(), **(extra or {})}
-        await self._advance(record, state, fields)
+        await self._advance(record, state, fields, via)
         self.metrics.executions_ended.labels(record["follower_id"], state.value).inc()
         self._alert(
             alert_type,

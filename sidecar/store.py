@@ -9,6 +9,8 @@ normal, handled outcome. The concrete adapters live in ``sidecar.stores_impl``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -26,6 +28,22 @@ class StaleRecord(Exception):
     """A compare-and-set lost: the record is not in the state the caller expected."""
 
 
+@dataclass(frozen=True)
+class Step:
+    """A step the executor took and has not written yet: it goes with the next write.
+
+    Why: the steps before an order (sizing, quotes, the margin check) only
+    read from the broker. Writing each on its own would put a database round
+    trip between every two broker calls; carried to the write that reserves
+    the order id (or ends the execution), they cost nothing on the way to
+    the order and the record still shows each of them, with its time.
+    """
+
+    state: ExecutionState
+    fields: Record
+    at: datetime
+
+
 class ExecutionStore(Protocol):
     """The ``executions`` collection (one record per signal and follower)."""
 
@@ -40,9 +58,18 @@ class ExecutionStore(Protocol):
     async def get(self, execution_id: str) -> Record | None: ...
 
     async def advance(
-        self, current: Record, target: ExecutionState, fields: Record, at: datetime
+        self,
+        current: Record,
+        target: ExecutionState,
+        fields: Record,
+        at: datetime,
+        via: Sequence[Step] = (),
     ) -> Record:
-        """Compare-and-set from ``current`` (state and version); raises ``StaleRecord``."""
+        """Compare-and-set from ``current`` (state and version); raises ``StaleRecord``.
+
+        ``via`` are steps taken since ``current`` was written; they are
+        recorded (state, fields, time) in the same write, before ``target``.
+        """
         ...
 
     async def find_unfinished(self, follower_id: str | None = None) -> list[Record]: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from spreadpilot.storage.executions import (
 )
 from spreadpilot.storage.followers import FollowersRepository
 
-from sidecar.store import Record, StaleRecord, StoreUnavailable
+from sidecar.store import Record, StaleRecord, Step, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ def _json_data(value: Any) -> Any:
     return bson
 
 
+def _event_detail(fields: Record) -> Record:
+    """What a history entry repeats of a step's fields: where the ladder stood."""
+    return {k: _json_data(v) for k, v in fields.items() if k in ("rung", "limit", "filled_qty")}
+
+
 class MongoExecutionStore:
     """``ExecutionStore`` over the shared ``ExecutionsRepository``."""
 
@@ -134,8 +139,11 @@ class MongoExecutionStore:
         target: ExecutionState,
         fields: Record,
         at: datetime,
+        via: Sequence[Step] = (),
     ) -> Record:
         """Compare-and-set on state *and* version; ``fields`` merge into the record."""
+        if via:
+            fields = {**{k: v for step in via for k, v in step.fields.items()}, **fields}
         typed: dict[str, Any] = {}
         data = {
             k: v
@@ -159,12 +167,21 @@ class MongoExecutionStore:
                 data[key] = _json_data(value)
         typed["data"] = data
         expected = ExecutionState(current["state"])
-        detail = {
-            k: _json_data(v) for k, v in fields.items() if k in ("rung", "limit", "filled_qty")
-        }
-        kind = "transition" if target is not expected else "update"
+        through: list[ExecutionEvent] = []
+        before = expected
+        for step in via:
+            through.append(
+                ExecutionEvent(
+                    at=step.at,
+                    kind="transition",
+                    state=step.state,
+                    detail={"from": before.value, **_event_detail(step.fields)},
+                )
+            )
+            before = step.state
+        kind = "transition" if target is not before else "update"
         event = ExecutionEvent(
-            at=at, kind=kind, state=target, detail={"from": expected.value, **detail}
+            at=at, kind=kind, state=target, detail={"from": before.value, **_event_detail(fields)}
         )
         rec = await _off_loop(
             lambda: self._repo.advance(
@@ -175,6 +192,7 @@ class MongoExecutionStore:
                 at=at,
                 event=event,
                 expected_version=int(current["version"]),
+                through=through,
             ),
             "advance",
         )

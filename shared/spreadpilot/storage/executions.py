@@ -16,7 +16,7 @@ on those, and no multi-document transaction is needed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -224,6 +224,7 @@ class ExecutionsRepository:
         at: datetime,
         event: ExecutionEvent | None = None,
         expected_version: int | None = None,
+        through: Sequence[ExecutionEvent] = (),
     ) -> ExecutionRecord | None:
         """Compare-and-set: move from ``expected_state`` to ``new_state`` and set ``fields``.
 
@@ -232,14 +233,28 @@ class ExecutionsRepository:
         there first and this one must re-read instead of acting. An illegal
         transition raises ``IllegalTransition`` before anything is written. A
         transition event is appended (``event`` overrides its kind/detail).
+
+        ``through`` are steps already taken on the way (each event names the
+        state it reached, at its own time): every hop is checked against the
+        transition table and every event is appended, in one atomic write.
+        Why: the steps before an order only read from the broker, and a write
+        each would put several database round trips between a signal and its
+        order; one write that records them all, before the order is sent,
+        keeps the history and the exactly-once guard.
         """
-        transition(expected_state, new_state)
+        previous = expected_state
+        for step in through:
+            if step.state is None:
+                raise ValueError("a step taken on the way must name the state it reached")
+            transition(previous, step.state)
+            previous = step.state
+        transition(previous, new_state)
         updates = _check_fields(fields or {})
         pushed = event or ExecutionEvent(
             at=at,
             kind="transition",
             state=new_state,
-            detail={"from": expected_state.value},
+            detail={"from": previous.value},
         )
         if pushed.state is None:
             pushed = pushed.model_copy(update={"state": new_state})
@@ -251,7 +266,7 @@ class ExecutionsRepository:
             {
                 "$set": {**updates, "state": new_state.value, "updated_at": to_bson(at)},
                 "$inc": {"version": 1},
-                "$push": {"events": to_bson(pushed)},
+                "$push": {"events": {"$each": [to_bson(e) for e in (*through, pushed)]}},
             },
             return_document=ReturnDocument.AFTER,
         )

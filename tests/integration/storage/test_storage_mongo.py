@@ -106,6 +106,41 @@ def test_version_guards_self_transitions(executions: ExecutionsRepository) -> No
     assert stale is None
 
 
+def test_steps_taken_on_the_way_are_written_in_one_compare_and_set(
+    executions: ExecutionsRepository,
+) -> None:
+    """The steps before an order go to the store in the write that reserves the
+    order id: one version step, every hop checked, each with its own time."""
+    record, _ = executions.create_if_absent(ExecutionRecord.new(_signal(), "f1", T0))
+    at = [T0 + timedelta(seconds=s) for s in range(5)]
+    through = [
+        ExecutionEvent(at=at[1], kind="transition", state=S.SIZED),
+        ExecutionEvent(at=at[2], kind="transition", state=S.QUOTED),
+        ExecutionEvent(at=at[3], kind="transition", state=S.MARGIN_OK),
+    ]
+    with pytest.raises(IllegalTransition):  # SIZED -> MARGIN_OK skips QUOTED
+        executions.advance(
+            record.id, S.RECEIVED, S.WORKING, at=at[4], through=[through[0], through[2]]
+        )
+    with pytest.raises(ValueError, match="name the state"):
+        executions.advance(
+            record.id, S.RECEIVED, S.WORKING, at=at[4], through=[ExecutionEvent(at=T0, kind="x")]
+        )
+    working = executions.advance(
+        record.id, S.RECEIVED, S.WORKING, {"order_id": 9}, at=at[4], through=through
+    )
+    assert working is not None and working.version == 1 and working.order_id == 9
+    assert [(e.state, e.at) for e in working.events[1:]] == [
+        (S.SIZED, at[1]),
+        (S.QUOTED, at[2]),
+        (S.MARGIN_OK, at[3]),
+        (S.WORKING, at[4]),
+    ]
+    assert working.events[-1].detail == {"from": "MARGIN_OK"}
+    # The compare-and-set still guards: a second worker from RECEIVED loses.
+    assert executions.advance(record.id, S.RECEIVED, S.WORKING, at=at[4], through=through) is None
+
+
 def test_events_history_and_lookups(executions: ExecutionsRepository) -> None:
     signal = _signal()
     record, _ = executions.create_if_absent(ExecutionRecord.new(signal, "f1", T0))
