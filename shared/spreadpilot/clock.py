@@ -123,21 +123,17 @@ class ScaledClock:
     def anchor(self) -> float:
         return self._anchor
 
-    def _segment_at_wall(self, wall: float) -> tuple[float, float, float]:
+    def _segment(self, axis: int, value: float) -> tuple[float, float, float]:
+        """The segment holding ``value`` on ``axis`` (0: simulated epoch, 1: wall epoch)."""
         current = self._segments[0]
         for segment in self._segments[1:]:
-            if segment[1] > wall:
+            if segment[axis] > value:
                 break
             current = segment
         return current
 
-    def _segment_at_sim(self, sim: float) -> tuple[float, float, float]:
-        current = self._segments[0]
-        for segment in self._segments[1:]:
-            if segment[0] > sim:
-                break
-            current = segment
-        return current
+    def _segment_at_wall(self, wall: float) -> tuple[float, float, float]:
+        return self._segment(1, wall)
 
     def speed(self) -> float:
         return self._segment_at_wall(time.time())[2]
@@ -150,7 +146,7 @@ class ScaledClock:
     def wall_at(self, moment: datetime) -> float:
         """The wall-clock epoch at which this clock reads ``moment``."""
         sim = moment.timestamp()
-        sim0, wall0, pace = self._segment_at_sim(sim)
+        sim0, wall0, pace = self._segment(0, sim)
         return wall0 + (sim - sim0) / pace
 
     def wall_seconds(self, simulated_seconds: float) -> float:

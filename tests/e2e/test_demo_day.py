@@ -1,7 +1,7 @@
 """A compressed paper trading day through the whole stack, checked against the stores.
 
 The demo runs for real (services, ibsim, sidecar, functions, runner on a
-shared scaled clock, faster than ``make demo``). The assertions read the
+shared scaled clock, at the pace of ``make demo``). The assertions read the
 outcome back from MongoDB, PostgreSQL and the local alert sink, and check that
 the report shows exactly those figures.
 """
@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 from spreadpilot.devstack import ServiceEnv
 
-SPEED = 300.0
+#: The default pace (``make demo``): the one whose repeatability the README
+#: promises. At 300x a minute lasts 0.2 wall seconds, about what a TV check
+#: with a liquidation takes on two busy cores, and checks start to overlap.
+SPEED = 200.0
 NamesFactory = Callable[[int], Any]
 
 
@@ -28,10 +31,14 @@ NamesFactory = Callable[[int], Any]
 def demo_run(
     names_factory: NamesFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
+    return _run_demo(names_factory, tmp_path_factory.mktemp("demo"))
+
+
+def _run_demo(names_factory: NamesFactory, base: Path) -> dict[str, Any]:
+    """Seed 7 at the default pace, on databases and a log folder of its own."""
     from spreadpilot.demo.run import DemoOptions, run_demo
 
     names = names_factory(2)
-    base = tmp_path_factory.mktemp("demo")
     options = DemoOptions(
         seed=7,
         speed=SPEED,
@@ -209,25 +216,9 @@ def test_the_same_seed_gives_the_same_day_to_the_cent(
     """A second run of seed 7 (fresh databases, its own processes) reports the
     same day: states, fill credits, rungs, every fill price, the liquidation
     minute, the P&L to the cent and every alert count."""
-    from spreadpilot.demo.run import DemoOptions, run_demo
-
-    first = demo_run["options"]
-    names = names_factory(2)
-    base = tmp_path_factory.mktemp("demo-again")
-    options = DemoOptions(
-        seed=first.seed,
-        speed=first.speed,
-        report_dir=base / "report",
-        log_dir=base / "logs",
-        database=names.database,
-        redis_db=names.redis_db,
-        pubsub_project=names.project,
-        progress=False,
-    )
-    out = io.StringIO()
-    result = run_demo(options, out=out)
-    assert result.ok, out.getvalue() + "\n".join(result.problems)
-    again = json.loads((options.report_dir / "report.json").read_text())
-    figures = json.loads((first.report_dir / "report.json").read_text())
+    second = _run_demo(names_factory, tmp_path_factory.mktemp("demo-again"))
+    assert second["result"].ok, second["output"] + "\n".join(second["result"].problems)
+    again = json.loads((second["options"].report_dir / "report.json").read_text())
+    figures = json.loads((demo_run["options"].report_dir / "report.json").read_text())
     assert figures["followers"]["ben"]["fill_prices"], "the comparison must cover fills"
     assert again == figures

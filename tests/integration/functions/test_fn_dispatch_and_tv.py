@@ -4,6 +4,8 @@ sidecar on ibsim (the sidecar test-suite's stack), MongoDB and Redis."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -170,6 +172,69 @@ def test_tv_monitor_records_safe_and_risk_and_liquidates_critical(
         assert len(liquidations) == 1
     finally:
         redis_client.delete(f"tv:{fid}", f"assign:{fid}")
+
+
+def test_tv_monitor_liquidates_followers_side_by_side(
+    make_stack: Callable[..., Any], function_env: FunctionEnv, redis_client: Any
+) -> None:
+    """Two followers CRITICAL in the same check: the second one's liquidation
+    does not wait for the first one's fill (SPEC 1: isolation). Fills are
+    paused, so each liquidation waits its whole fill wait; checked one after
+    the other, the second order would reach ibsim a full wait after the first."""
+    first, second = uid("tva"), uid("tvb")
+    fill_wait = 4.0
+    stack = make_stack(
+        [FollowerSpec(first, "DU0000001"), FollowerSpec(second, "DU0000002")],
+        settings={"sidecar_liquidation_fill_wait_seconds": fill_wait},
+    )
+    for fid in (first, second):
+        opened = stack.post_signal(**BODY, follower_id=fid)
+        execution_id = opened.json()["executions"][0]["execution_id"]
+        assert stack.wait_final(execution_id, timeout=60)["state"] == "FILLED"
+    fn = function_for(function_env, stack, "tv_monitor")
+    try:
+        stack.sim.control(lambda c: c.pause_fills())
+        stack.sim.control(lambda c: c.set_spot(455.0))
+        replies: list[dict[str, Any]] = []
+        worker = threading.Thread(
+            target=lambda: replies.append(
+                wait_for(
+                    lambda: (r := fn.post().json())["liquidation_failed"] and r,
+                    60,
+                    what="a liquidation attempt",
+                )
+            )
+        )
+        worker.start()
+        orders = wait_for(
+            lambda: (o := stack.sim.orders(prefix="liq-")) and len(o) >= 2 and o,
+            60,
+            what="both liquidation orders",
+        )
+        worker.join(60)
+        report = replies[0]
+        assert set(report["liquidation_failed"]) == {
+            f"{first}:P-20250115-475-480",
+            f"{second}:P-20250115-475-480",
+        }, report
+        assert {o.account for o in orders[:2]} == {"DU0000001", "DU0000002"}
+        apart = abs((orders[0].created - orders[1].created).total_seconds())
+        speed = stack.clock.speed()
+        assert apart < fill_wait * speed / 2, f"{apart:.1f} simulated s apart at {speed}x"
+
+        # Once fills resume, the resting market orders close both spreads.
+        stack.sim.control(lambda c: c.resume_fills())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            any(stack.sim.positions(a).values()) for a in ("DU0000001", "DU0000002")
+        ):
+            fn.post()
+            time.sleep(0.2)
+        assert not any(stack.sim.positions("DU0000001").values())
+        assert not any(stack.sim.positions("DU0000002").values())
+    finally:
+        stack.sim.control(lambda c: c.resume_fills())
+        redis_client.delete(*[f"{k}:{f}" for f in (first, second) for k in ("tv", "assign")])
 
 
 def test_pnl_mtm_marks_open_spread_from_sidecar(
