@@ -192,7 +192,13 @@ def isolated_stack(devstack: ServiceEnv, monkeypatch: pytest.MonkeyPatch) -> Ite
     root.chmod(0o755)
     shutil.copytree(shared_bin, root / "bin")
     monkeypatch.setenv("SP_DEVSTACK_DIR", str(root))
-    for var in ("SP_PG_PORT", "SP_REDIS_PORT", "SP_MONGO_PORT", "SP_PUBSUB_PORT"):
+    for var in (
+        "SP_PG_PORT",
+        "SP_REDIS_PORT",
+        "SP_MONGO_PORT",
+        "SP_MONGO_STORAGE_PORT",
+        "SP_PUBSUB_PORT",
+    ):
         monkeypatch.setenv(var, str(_free_port()))
     try:
         yield root
@@ -224,7 +230,14 @@ def test_stack_recovers_from_killed_servers_and_keeps_data(isolated_stack: Path)
     assert all(after[n] not in (None, before[n]) for n in ("redis", "ferretdb", "pubsub"))
     client = pymongo.MongoClient(env.mongo_uri, serverSelectionTimeoutMS=5000)
     assert client.spreadpilot.followers.find_one({"_id": "f1"}) == {"_id": "f1"}
+
+    # FerretDB keeps its data in a PostgreSQL cluster of its own: the P&L
+    # database's server going down does not take MongoDB with it.
+    assert stop_services(["postgres"]) == ["postgres"]
+    client.spreadpilot.followers.insert_one({"_id": "f2"})
+    assert client.spreadpilot.followers.count_documents({}) == 2
     client.close()
+    assert ensure_services(["postgres"]) == env
 
     assert sorted(stop_services()) == sorted(after)
     assert not any(s.running for s in services_status())

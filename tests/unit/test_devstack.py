@@ -48,7 +48,13 @@ def scratch_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     """A private, empty .devstack on free ports."""
     root = tmp_path / "devstack"
     monkeypatch.setenv("SP_DEVSTACK_DIR", str(root))
-    for var in ("SP_PG_PORT", "SP_REDIS_PORT", "SP_MONGO_PORT", "SP_PUBSUB_PORT"):
+    for var in (
+        "SP_PG_PORT",
+        "SP_REDIS_PORT",
+        "SP_MONGO_PORT",
+        "SP_MONGO_STORAGE_PORT",
+        "SP_PUBSUB_PORT",
+    ):
         monkeypatch.setenv(var, str(_free_port()))
     yield root
     stop_services()
@@ -306,15 +312,17 @@ def _fake_go_binaries(root: Path, script: str) -> None:
 
 
 def test_crash_at_start_names_service_and_log(scratch_stack: Path) -> None:
+    # The Pub/Sub fake: a Go-built server with no other server under it (FerretDB
+    # starts its PostgreSQL cluster first, which a scratch directory cannot host).
     _fake_go_binaries(scratch_stack, "#!/bin/sh\necho 'boom: cannot open data dir' >&2\nexit 1\n")
     started = time.monotonic()
     with pytest.raises(DevstackError) as err:
-        ensure_services(["ferretdb"], timeout=20)
+        ensure_services(["pubsub"], timeout=20)
     # The crash is noticed at once, not after the readiness timeout.
     assert time.monotonic() - started < 10
     message = str(err.value)
-    log = scratch_stack / "ferretdb" / "ferretdb.log"
-    assert message.startswith("ferretdb:")
+    log = scratch_stack / "pubsub" / "pubsub.log"
+    assert message.startswith("pubsub:")
     assert f"log: {log}" in message
     assert "boom: cannot open data dir" in message
 

@@ -51,7 +51,8 @@ def services() -> None:
     """Run the local services on 127.0.0.1 (data and logs under .devstack/).
 
     Ports: SP_PG_PORT (55432), SP_REDIS_PORT (56379), SP_MONGO_PORT (57017),
-    SP_PUBSUB_PORT (58085). SP_DEVSTACK_DIR moves .devstack/.
+    SP_MONGO_STORAGE_PORT (57018, FerretDB's own PostgreSQL), SP_PUBSUB_PORT (58085).
+    SP_DEVSTACK_DIR moves .devstack/.
     """
 
 

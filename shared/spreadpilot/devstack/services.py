@@ -59,7 +59,11 @@ _PORT_ENV: dict[str, tuple[str, int]] = {
     "redis": ("SP_REDIS_PORT", 56379),
     "ferretdb": ("SP_MONGO_PORT", 57017),
     "pubsub": ("SP_PUBSUB_PORT", 58085),
+    # FerretDB's own PostgreSQL cluster: part of the ferretdb service, not a service.
+    "ferretdb-pg": ("SP_MONGO_STORAGE_PORT", 57018),
 }
+#: The database FerretDB keeps its collections in (one schema per MongoDB database).
+FERRETDB_PG_DATABASE = "ferretdb"
 
 
 def _quiet(_: str) -> None:
@@ -537,14 +541,32 @@ class Postgres(Service):
         finally:
             conn.close()
 
+    #: the database ``after_ready`` creates
+    database: ClassVar[str] = PG_DATABASE
+
     def after_ready(self) -> None:
         """Create the application database once."""
         conn = self.connect()
         try:
-            if not conn.run("SELECT 1 FROM pg_database WHERE datname = :d", d=PG_DATABASE):
-                conn.run(f'CREATE DATABASE "{PG_DATABASE}"')
+            if not conn.run("SELECT 1 FROM pg_database WHERE datname = :d", d=self.database):
+                conn.run(f'CREATE DATABASE "{self.database}"')
         finally:
             conn.close()
+
+
+class FerretStorage(Postgres):
+    """FerretDB's backend: a PostgreSQL cluster of its own under ``.devstack/ferretdb-pg``.
+
+    Why not the application's cluster: stopping PostgreSQL (the chaos suite
+    does, and so does a developer) must not take MongoDB down with it. In
+    production they are two services (Cloud SQL, Atlas) that fail apart.
+    """
+
+    name = "ferretdb-pg"
+    database = FERRETDB_PG_DATABASE
+
+    def url(self) -> str:
+        return f"postgres://{PG_USER}:{PG_PASSWORD}@{HOST}:{self.port}/{self.database}"
 
 
 # ---------------------------------------------------------------- Redis
@@ -657,20 +679,47 @@ class _GoService(Service):
 
 
 class FerretDB(_GoService):
-    """FerretDB on its SQLite backend: a MongoDB wire-protocol server."""
+    """FerretDB on its PostgreSQL backend: a MongoDB wire-protocol server.
+
+    Why PostgreSQL and not SQLite: FerretDB's SQLite backend never uses its
+    _id index for an update, so every compare-and-set on an execution record
+    scanned the whole collection (5 ms at 300 records, 70 ms at 3,000, and
+    one writer at a time); on PostgreSQL it is about 1 ms and writers run in
+    parallel (see tools/cmd/ferretdb/main.go). Its cluster is started and
+    stopped with it.
+    """
 
     name = "ferretdb"
     binary = "ferretdb"
     process_marker = "ferretdb"
+    start_timeout = 60.0
+
+    def __init__(self, lay: Layout, port: int) -> None:
+        super().__init__(lay, port)
+        self.storage = FerretStorage(lay, configured_port("ferretdb-pg"))
+
+    def ensure_installed(self, report: Report) -> None:
+        super().ensure_installed(report)
+        self.storage.ensure_installed(report)
+
+    def ensure(self, report: Report, timeout: float | None = None) -> None:
+        """Its PostgreSQL first (idempotent), then FerretDB itself."""
+        self.storage.ensure(report, timeout)
+        super().ensure(report, timeout)
+
+    def stop(self) -> bool:
+        running = super().stop()
+        self.storage.stop()
+        return running
 
     def argv(self) -> list[str]:
-        """Listen on loopback, keep the SQLite files under our directory."""
+        """Listen on loopback; collections live in our own PostgreSQL cluster."""
         return [
             str(self.executable),
             "-listen-addr",
             f"{HOST}:{self.port}",
-            "-sqlite-dir",
-            str(self.dir / "data"),
+            "-postgresql-url",
+            self.storage.url(),
         ]
 
     def probe(self, timeout: float = 2.0) -> bool:
@@ -798,7 +847,10 @@ def install_services(names: Iterable[str] | None = None, report: Report = _quiet
     lay = layout()
     with file_lock(lay.lock_file):
         install.ensure_debian_packages(
-            postgres="postgres" in chosen, redis="redis" in chosen, report=report
+            # FerretDB keeps its data in a PostgreSQL cluster of its own.
+            postgres="postgres" in chosen or "ferretdb" in chosen,
+            redis="redis" in chosen,
+            report=report,
         )
         for name in chosen:
             cls = _CLASSES[name]

@@ -293,6 +293,11 @@ class Supervisor:
             time.sleep(0.05)
         if group_members(pgid):
             _signal_group(pgid, signal.SIGKILL)
+            # SIGKILL is delivered asynchronously: return once the group is
+            # really gone, so "nothing left behind" holds when stop returns.
+            deadline = time.monotonic() + 5.0
+            while group_members(pgid) and time.monotonic() < deadline:
+                time.sleep(0.02)
         if child in self.children:
             self.children.remove(child)
         self._write_state()
