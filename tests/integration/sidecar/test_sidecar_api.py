@@ -130,6 +130,9 @@ def test_limits_are_this_sidecars_settings(make_stack: Any) -> None:
 def test_unknown_follower_and_execution_are_404(stack: Stack) -> None:
     assert stack.post_signal(**BODY, follower_id="nobody").status_code == 404
     assert stack.client.get("/executions/nope").status_code == 404
+    # Ids no execution can have never reach the store (MongoDB refuses a NUL).
+    for bad in ("%00", "a%0Ab", "x" * 300, "%20lead"):
+        assert stack.client.get(f"/executions/{bad}").status_code == 404, bad
     assert stack.client.get("/positions/nobody").status_code == 404
     r = stack.client.post("/liquidate", json={"follower_id": "nobody", "spread_id": "x"})
     assert r.status_code == 404
