@@ -24,6 +24,7 @@ import pymongo.errors
 import pytest
 from spreadpilot.adapters.postgres import parse_dsn
 from spreadpilot.devstack import (
+    PORT_VARIABLES,
     ServiceEnv,
     ensure_services,
     layout,
@@ -192,13 +193,7 @@ def isolated_stack(devstack: ServiceEnv, monkeypatch: pytest.MonkeyPatch) -> Ite
     root.chmod(0o755)
     shutil.copytree(shared_bin, root / "bin")
     monkeypatch.setenv("SP_DEVSTACK_DIR", str(root))
-    for var in (
-        "SP_PG_PORT",
-        "SP_REDIS_PORT",
-        "SP_MONGO_PORT",
-        "SP_MONGO_STORAGE_PORT",
-        "SP_PUBSUB_PORT",
-    ):
+    for var in PORT_VARIABLES:
         monkeypatch.setenv(var, str(_free_port()))
     try:
         yield root

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from spreadpilot.cli import main
 from spreadpilot.devstack import (
     BIN_CACHE_ENV,
+    PORT_VARIABLES,
     DevstackError,
     ServiceEnv,
     bin_cache_dir,
@@ -48,13 +49,7 @@ def scratch_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     """A private, empty .devstack on free ports."""
     root = tmp_path / "devstack"
     monkeypatch.setenv("SP_DEVSTACK_DIR", str(root))
-    for var in (
-        "SP_PG_PORT",
-        "SP_REDIS_PORT",
-        "SP_MONGO_PORT",
-        "SP_MONGO_STORAGE_PORT",
-        "SP_PUBSUB_PORT",
-    ):
+    for var in PORT_VARIABLES:
         monkeypatch.setenv(var, str(_free_port()))
     yield root
     stop_services()

@@ -62,6 +62,8 @@ _PORT_ENV: dict[str, tuple[str, int]] = {
     # FerretDB's own PostgreSQL cluster: part of the ferretdb service, not a service.
     "ferretdb-pg": ("SP_MONGO_STORAGE_PORT", 57018),
 }
+#: Every ``SP_*_PORT`` variable: a stack beside the default one must set them all.
+PORT_VARIABLES: tuple[str, ...] = tuple(var for var, _ in _PORT_ENV.values())
 #: The database FerretDB keeps its collections in (one schema per MongoDB database).
 FERRETDB_PG_DATABASE = "ferretdb"
 
