@@ -6,6 +6,7 @@ on when a component crashes or a person presses Ctrl-C.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,3 +75,35 @@ def test_leftovers_of_a_crashed_run_are_reaped(tmp_path: Path) -> None:
     assert second.reap_leftovers() == [child.pid]
     child.process.wait(timeout=10)
     assert group_members(child.pid) == []
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    """SIGKILL the supervisor itself: the kernel's parent-death signal still
+    stops its child, so no orphan keeps a port."""
+    program = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from spreadpilot.local.supervisor import ProcessSpec, Supervisor\n"
+        "sup = Supervisor(Path(sys.argv[1]))\n"
+        "child = sup.start(ProcessSpec('sleeper', [sys.executable, '-c', "
+        "\"print('READY', flush=True); import time; time.sleep(600)\"], ready_line='READY'))\n"
+        "sup.wait_ready(child)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", program, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert supervisor.stdout is not None
+        child = int(supervisor.stdout.readline())
+        assert group_members(child) == [child], "the child runs, as its own group"
+        supervisor.kill()
+        supervisor.wait(10)
+        deadline = time.monotonic() + 10
+        while group_members(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group_members(child) == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()

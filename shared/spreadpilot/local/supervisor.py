@@ -19,11 +19,11 @@ Why it is built this way:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,22 +31,30 @@ from pathlib import Path
 
 from spreadpilot.devstack.process import pid_alive, tail
 
-_PR_SET_PDEATHSIG = 1
+#: Runs in the child before the component's own program (``python -I -S -c``):
+#: asks the kernel to SIGTERM it when the supervisor dies, then execs the
+#: component with the same pid. A parent that is already gone means exit.
+_WITH_PARENT_DEATH_SIGNAL = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
-_PRCTL: Callable[..., int] | None
-try:
-    # Bound once in the parent: the forked child must do as little as possible
-    # before exec (other threads may hold locks at fork time).
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # pragma: no cover - not Linux
-    _PRCTL = None
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """``argv`` behind the parent-death wrapper above.
 
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask the kernel to SIGTERM this child when its parent dies."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    Why a wrapper and not ``preexec_fn``: a ``preexec_fn`` makes subprocess
+    fork() the whole (multi-threaded) supervisor and run Python in the child
+    before exec. The demo's runner holds gRPC (Pub/Sub) threads by then, and
+    gRPC's fork handlers in such a child abort it ("epoll_wait error: Bad
+    file descriptor", exit -6): once in several demo starts, ibsim died that
+    way. Without ``preexec_fn`` subprocess uses vfork, which runs no fork
+    handlers, and the wrapper sets the signal after exec, in a fresh process.
+    """
+    return [sys.executable, "-I", "-S", "-c", _WITH_PARENT_DEATH_SIGNAL, str(os.getpid()), *argv]
 
 
 class ComponentFailed(RuntimeError):
@@ -193,14 +201,13 @@ class Supervisor:
             env = {**base, "PYTHONUNBUFFERED": "1"}
             try:
                 process = subprocess.Popen(
-                    list(spec.argv),
+                    _with_parent_death_signal(spec.argv),
                     cwd=spec.cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
                 )
             except OSError as exc:
                 raise ComponentFailed(
