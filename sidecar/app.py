@@ -40,6 +40,7 @@ from sidecar.alerts import AsyncAlerts, Publisher
 from sidecar.auth import Authenticator, dependency, google_verifier
 from sidecar.executor import Executor, ExecutorConfig
 from sidecar.fills import FillSink
+from sidecar.heap import settle_heap
 from sidecar.liquidation import KillSwitch, Liquidator
 from sidecar.logs import configure_logging
 from sidecar.metrics import SidecarMetrics
@@ -62,6 +63,9 @@ class SidecarDeps:
     fills_repo_factory: Callable[[], FillsRepository] | None = None
     id_token_verifier: Callable[[str], dict[str, Any]] | None = None
     configure_logs: bool = True
+    #: freeze the start-up heap and space out collections (``sidecar.heap``);
+    #: for the sidecar process, not for an app built inside a test run
+    settle_heap: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -282,6 +286,8 @@ def create_app(settings: Settings | None = None, deps: SidecarDeps | None = None
         runtime = Runtime(settings, deps)
         app.state.runtime = runtime
         await runtime.start()
+        if deps.settle_heap:
+            settle_heap()
         try:
             yield
         finally:

@@ -144,25 +144,36 @@ class Executor:
     # -- entry points -------------------------------------------------------------
 
     async def submit(self, signal: Signal, follower: Follower) -> Record:
-        """Create (or find) the execution for this follower and start it.
+        """``submit_many`` for one follower."""
+        (outcome,) = await self.submit_many(signal, [follower])
+        return outcome
 
-        Returns the stored record plus ``created``. A redelivery returns the
-        existing record and starts nothing new.
+    async def submit_many(self, signal: Signal, followers: Sequence[Follower]) -> list[Record]:
+        """Create (or find) each follower's execution, in one write, and start them.
+
+        Returns, in the order of ``followers``, each stored record plus
+        ``created``. A redelivery returns the existing records and starts
+        nothing new. A store that does not answer raises ``StoreUnavailable``
+        and nothing starts: the caller answers 503 and the retry finds the
+        records this write may have made.
         """
-        now = self.clock.now()
-        created, stored = await self.store.create(signal, follower.id, now)
-        exec_id = stored["_id"]
+        now, wall = self.clock.now(), time.monotonic()
+        outcomes = await self.store.create_many(signal, [f.id for f in followers], now)
         self.last_signal = {
             "signal_id": signal.signal_id,
             "received_at": now.isoformat(),
             "strategy": signal.strategy.value,
         }
-        if created:
-            self._received_wall[exec_id] = time.monotonic()
-        if not is_terminal(S(stored["state"])):
-            # A record this call created is as fresh as a read: hand it over.
-            self.spawn(stored["_id"], stored["follower_id"], stored if created else None)
-        return {**stored, "created": created}
+        replies: list[Record] = []
+        for created, stored in outcomes:
+            exec_id = stored["_id"]
+            if created:
+                self._received_wall[exec_id] = wall
+            if not is_terminal(S(stored["state"])):
+                # A record this call created is as fresh as a read: hand it over.
+                self.spawn(exec_id, stored["follower_id"], stored if created else None)
+            replies.append({**stored, "created": created})
+        return replies
 
     def spawn(self, execution_id: str, follower_id: str, record: Record | None = None) -> None:
         """Start driving ``execution_id`` unless a task already does.
@@ -582,7 +593,10 @@ class Executor:
             self.metrics.signal_to_first_order.labels(session.follower_id).observe(
                 time.monotonic() - started
             )
-        record = await self._update(record, {"submitted": True, "perm_id": None})
+        # Bookkeeping: the order is out, and whatever happens next (a crash
+        # included) is settled from IB by its orderRef. In a burst this write
+        # waits behind the reservations of followers whose orders are not out.
+        record = await self._update(record, {"submitted": True, "perm_id": None}, urgent=False)
         log.info(
             "entry order sent",
             extra={
@@ -1148,13 +1162,18 @@ class Executor:
         target: ExecutionState,
         fields: Record,
         via: Sequence[Step] = (),
+        *,
+        urgent: bool = True,
     ) -> Record:
         """Compare-and-set the record to ``target`` (an illegal move raises, nothing is written).
 
         ``via``: steps taken since the record was last written, written first.
+        ``urgent=False``: bookkeeping that gates no broker call (see the store).
         """
         try:
-            return await self.store.advance(record, target, fields, self.clock.now(), via)
+            return await self.store.advance(
+                record, target, fields, self.clock.now(), via, urgent=urgent
+            )
         except (IllegalTransition, StaleRecord):
             log.error(
                 "execution record refused the step",
@@ -1166,9 +1185,9 @@ class Executor:
             )
             raise
 
-    async def _update(self, record: Record, fields: Record) -> Record:
+    async def _update(self, record: Record, fields: Record, *, urgent: bool = True) -> Record:
         """Change fields without changing state (still compare-and-set)."""
-        return await self._advance(record, S(record["state"]), fields)
+        return await self._advance(record, S(record["state"]), fields, urgent=urgent)
 
     async def _end(
         self,

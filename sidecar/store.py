@@ -55,6 +55,12 @@ class ExecutionStore(Protocol):
         """
         ...
 
+    async def create_many(
+        self, signal: Signal, follower_ids: Sequence[str], at: datetime
+    ) -> list[tuple[bool, Record]]:
+        """``create`` for every follower of one signal, in one write; answers in order."""
+        ...
+
     async def get(self, execution_id: str) -> Record | None: ...
 
     async def advance(
@@ -64,11 +70,15 @@ class ExecutionStore(Protocol):
         fields: Record,
         at: datetime,
         via: Sequence[Step] = (),
+        *,
+        urgent: bool = True,
     ) -> Record:
         """Compare-and-set from ``current`` (state and version); raises ``StaleRecord``.
 
         ``via`` are steps taken since ``current`` was written; they are
         recorded (state, fields, time) in the same write, before ``target``.
+        ``urgent=False``: a bookkeeping write that gates no broker call; it
+        may wait behind the writes that do.
         """
         ...
 

@@ -1,9 +1,12 @@
 """The concrete stores behind ``sidecar.store``: the shared repositories, off the loop.
 
-pymongo and pg8000 are synchronous. Each call runs in a worker thread
-(``asyncio.to_thread``) so that a slow or dead database stalls only the
-caller, never the event loop that carries every follower's ladder and the kill
-switch. Driver errors become ``StoreUnavailable``.
+pymongo and pg8000 are synchronous. Each call runs in a worker thread of the
+stores' own pool, so that a slow or dead database stalls only the caller,
+never the event loop that carries every follower's ladder and the kill
+switch. The pool is not asyncio's default one (cores + 4 threads, six on a
+two-core host): with fifty followers writing at once, their compare-and-sets
+queued behind each other there while the database itself had room for more.
+Driver errors become ``StoreUnavailable``.
 
 Executions are handed to the executor as flat dicts: the repository's typed
 fields plus the free-form ``data`` merged in, so the executor can keep its
@@ -13,8 +16,10 @@ step outputs (ladder, quotes, margin figures) next to the state they belong to.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,6 +33,7 @@ from spreadpilot.storage.executions import (
     ExecutionEvent,
     ExecutionRecord,
     ExecutionsRepository,
+    validated_fields,
 )
 from spreadpilot.storage.followers import FollowersRepository
 
@@ -49,11 +55,33 @@ _TYPED = {
     "error": "error",
 }
 _IGNORED = frozenset({"history", "updated_at", "_id", "state", "signal_id", "follower_id"})
+# Keys of the flat record that are the repository's own, not step outputs.
+_IDENTITY = frozenset(
+    {"_id", "signal_id", "follower_id", "trading_date", "order_ref", "signal", "created_at"}
+)
 
 
-async def _off_loop(fn: Callable[[], T], what: str) -> T:
+#: Threads for store calls that something waits on before it may act (the
+#: record of a signal, the reservation before an order). Each blocks on one
+#: database round trip at a time; pymongo's connection pool (100) and
+#: PostgreSQL's connection limit are well above.
+STORE_THREADS = 32
+#: Threads for bookkeeping writes that gate nothing (the "sent" mark after an
+#: order went out). Few on purpose: in a burst of fifty entries they wait
+#: their turn instead of taking the database from the reservations that
+#: stand between the next followers and their orders.
+BOOKKEEPING_THREADS = 2
+_urgent_pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="store")
+_bookkeeping_pool = ThreadPoolExecutor(
+    max_workers=BOOKKEEPING_THREADS, thread_name_prefix="store-bookkeeping"
+)
+
+
+async def _off_loop(fn: Callable[[], T], what: str, *, urgent: bool = True) -> T:
+    context = contextvars.copy_context()
+    pool = _urgent_pool if urgent else _bookkeeping_pool
     try:
-        return await asyncio.to_thread(fn)
+        return await asyncio.get_running_loop().run_in_executor(pool, context.run, fn)
     except PyMongoError as exc:
         raise StoreUnavailable(f"{what}: {type(exc).__name__}") from exc
 
@@ -113,6 +141,46 @@ def _event_detail(fields: Record) -> Record:
     return {k: _json_data(v) for k, v in fields.items() if k in ("rung", "limit", "filled_qty")}
 
 
+def _advanced(
+    current: Record,
+    typed: Record,
+    target: ExecutionState,
+    at: datetime,
+    pushed: Sequence[ExecutionEvent],
+) -> Record:
+    """The record as ``advance`` just wrote it, built here instead of read back.
+
+    The compare-and-set matched ``current`` (its state and version), so the
+    stored record is exactly ``current`` with this write applied: the fields
+    as the repository validated and stored them, the new state, the next
+    version, the appended events. ``flatten`` of a read gives the same dict.
+    """
+    stored = validated_fields(typed)
+    out: Record = {
+        k: v for k, v in current.items() if k in _IDENTITY or k in _TYPED or k == "events"
+    }
+    out.update(stored.pop("data", {}))
+    for key, name in _TYPED.items():
+        if name in stored:
+            out[key] = stored[name]
+    events = [e.model_copy(update={"at": _as_stored(e.at)}) for e in pushed]
+    out.update(
+        {
+            "state": target.value,
+            "version": int(current["version"]) + 1,
+            "updated_at": _as_stored(at),
+            "events": [*current["events"], *(e.model_dump(mode="json") for e in events)],
+        }
+    )
+    return out
+
+
+def _as_stored(moment: datetime) -> datetime:
+    """A time as a BSON date keeps it and a read returns it: UTC, whole milliseconds."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
 class MongoExecutionStore:
     """``ExecutionStore`` over the shared ``ExecutionsRepository``."""
 
@@ -123,11 +191,21 @@ class MongoExecutionStore:
         await _off_loop(self._repo.ensure_indexes, "ensure_indexes")
 
     async def create(self, signal: Signal, follower_id: str, at: datetime) -> tuple[bool, Record]:
-        record = ExecutionRecord.new(signal, follower_id, at)
+        record = ExecutionRecord.new(signal, follower_id, _as_stored(at))
         stored, created = await _off_loop(
             lambda: self._repo.create_if_absent(record), "create_if_absent"
         )
         return created, flatten(stored)
+
+    async def create_many(
+        self, signal: Signal, follower_ids: Sequence[str], at: datetime
+    ) -> list[tuple[bool, Record]]:
+        # At the time as stored, so the records handed back equal a read.
+        records = [ExecutionRecord.new(signal, f, _as_stored(at)) for f in follower_ids]
+        outcomes = await _off_loop(
+            lambda: self._repo.create_many_if_absent(records), "create_many_if_absent"
+        )
+        return [(created, flatten(stored)) for stored, created in outcomes]
 
     async def get(self, execution_id: str) -> Record | None:
         rec = await _off_loop(lambda: self._repo.get(execution_id), "get")
@@ -140,6 +218,8 @@ class MongoExecutionStore:
         fields: Record,
         at: datetime,
         via: Sequence[Step] = (),
+        *,
+        urgent: bool = True,
     ) -> Record:
         """Compare-and-set on state *and* version; ``fields`` merge into the record."""
         if via:
@@ -183,8 +263,8 @@ class MongoExecutionStore:
         event = ExecutionEvent(
             at=at, kind=kind, state=target, detail={"from": before.value, **_event_detail(fields)}
         )
-        rec = await _off_loop(
-            lambda: self._repo.advance(
+        pushed = await _off_loop(
+            lambda: self._repo.advance_blind(
                 current["_id"],
                 expected,
                 target,
@@ -195,10 +275,11 @@ class MongoExecutionStore:
                 through=through,
             ),
             "advance",
+            urgent=urgent,
         )
-        if rec is None:
+        if pushed is None:
             raise StaleRecord(current["_id"])
-        return flatten(rec)
+        return _advanced(current, typed, target, at, pushed)
 
     async def find_unfinished(self, follower_id: str | None = None) -> list[Record]:
         recs = await _off_loop(lambda: self._repo.find_unfinished(follower_id), "find_unfinished")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -69,27 +68,21 @@ async def trade_signal(body: TradeSignalBody, runtime: RuntimeDep) -> dict[str, 
     else:
         targets = [f for f in runtime.pool.followers() if f.enabled]
 
-    # Every follower's record at once: each is its own document and its own
-    # ladder (SPEC 1), and one after the other the fiftieth follower's order
-    # waited for forty-nine inserts. Each execution starts as soon as its
-    # record exists. A store that fails one of them fails the request (503,
-    # the caller retries; records already created are found again, not doubled).
-    outcomes = await asyncio.gather(
-        *(runtime.executor.submit(signal, follower) for follower in targets),
-        return_exceptions=True,
-    )
-    executions = []
-    for follower, outcome in zip(targets, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
-        executions.append(
-            {
-                "execution_id": outcome["_id"],
-                "follower_id": follower.id,
-                "state": outcome["state"],
-                "created": outcome["created"],
-            }
-        )
+    # Every follower's record in one write: each is its own document and its
+    # own ladder (SPEC 1), and one insert after the other the fiftieth
+    # follower's order waited for forty-nine. Each execution starts as soon as
+    # the write returns. A store that fails it fails the request (503, the
+    # caller retries; records the write made are found again, not doubled).
+    outcomes = await runtime.executor.submit_many(signal, targets)
+    executions = [
+        {
+            "execution_id": outcome["_id"],
+            "follower_id": follower.id,
+            "state": outcome["state"],
+            "created": outcome["created"],
+        }
+        for follower, outcome in zip(targets, outcomes, strict=True)
+    ]
     return {
         "signal_id": signal.signal_id,
         "strategy": signal.strategy.value,

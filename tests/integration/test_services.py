@@ -107,6 +107,53 @@ def test_mongo_unique_index_rejects_duplicates(mongo_db: Any) -> None:
     assert followers.count_documents({}) == 2
 
 
+def test_mongo_lookups_use_an_index_in_ferretdb_storage(mongo_db: Any) -> None:
+    """FerretDB 1.24 looks documents up with ``_jsonb->'f' @> value``, which its
+    own btree indexes cannot serve; the devstack gives each one a GIN twin.
+    Proven on the storage cluster itself: the twins exist for ``_id`` and for
+    a field indexed through pymongo, and PostgreSQL's plan for the lookup
+    FerretDB sends (the field name a parameter) is an index scan, not a scan
+    of every document."""
+    from spreadpilot.devstack.services import (
+        FERRETDB_PG_DATABASE,
+        PG_PASSWORD,
+        PG_USER,
+        configured_port,
+    )
+
+    col = mongo_db["executions"]
+    col.create_index("signal_id")
+    col.insert_many([{"_id": f"e{i}", "signal_id": f"s{i % 50}"} for i in range(2000)])
+    assert col.find_one({"_id": "e1234"}) == {"_id": "e1234", "signal_id": "s34"}
+
+    conn = pg8000.native.Connection(
+        user=PG_USER,
+        password=PG_PASSWORD,
+        host="127.0.0.1",
+        port=configured_port("ferretdb-pg"),
+        database=FERRETDB_PG_DATABASE,
+    )
+    try:
+        rows = conn.run(
+            "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relkind = 'i'",
+            schema=mongo_db.name,
+        )
+        gin = [d for _, d in rows if "USING gin" in d and "jsonb_path_ops" in d]
+        assert any("'_id'" in d and "executions" in d.split(" ON ")[1] for d in gin), rows
+        assert any("'signal_id'" in d for d in gin), rows
+        (table,) = {d.split(" ON ")[1].split(" ")[0] for d in gin if "'signal_id'" in d}
+        conn.run("ANALYZE " + table)
+        conn.run(
+            f"PREPARE lookup(text, jsonb) AS SELECT _jsonb FROM {table} WHERE _jsonb->$1 @> $2"
+        )
+        plan = "\n".join(r[0] for r in conn.run("EXPLAIN EXECUTE lookup('_id', '\"e1234\"')"))
+        assert "Index Scan" in plan and "Seq Scan" not in plan, plan
+    finally:
+        conn.close()
+
+
 def test_pubsub_publish_then_synchronous_pull(pubsub: Any) -> None:
     pubsub.create()
     future = pubsub.publisher.publish(pubsub.topic_path, b'{"id": "a1"}', severity="CRITICAL")

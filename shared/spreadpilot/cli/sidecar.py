@@ -15,11 +15,12 @@ def sidecar(host: str | None, port: int | None, log_level: str) -> None:
     """Start the broker sidecar (per-follower IB sessions, ladder, kill switch)."""
     import uvicorn
 
-    from sidecar.app import create_app
+    from sidecar.app import SidecarDeps, create_app
     from spreadpilot.config import get_settings
 
     settings = get_settings()
-    app = create_app(settings)  # resolves SECRETS_BACKEND (env, gcp, vault) once
+    # resolves SECRETS_BACKEND (env, gcp, vault) once
+    app = create_app(settings, SidecarDeps(settle_heap=True))
     uvicorn.run(
         app,
         host=host or settings.sidecar_host,

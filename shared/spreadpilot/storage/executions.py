@@ -2,9 +2,10 @@
 
 Why it is shaped this way (SPEC section 3, "written before and after every
 step"):
-- a unique index on (signal_id, follower_id) makes ``create_if_absent`` the
-  single gate: however many deliveries, retries or workers race, one record is
-  created and everyone else gets that same record back;
+- a unique index on (signal_id, follower_id) makes ``create_if_absent`` (and
+  its batch form ``create_many_if_absent``) the single gate: however many
+  deliveries, retries or workers race, one record is created and everyone
+  else gets that same record back;
 - ``advance`` is a compare-and-set on the state (and optionally the version),
   so two workers can never both move the same execution forward, and the
   domain transition table is enforced on every write;
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from spreadpilot.adapters.mongo import Document, to_bson, with_codec
 from spreadpilot.domain.execution import (
@@ -133,10 +134,58 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 
 def _check_fields(fields: Mapping[str, Any]) -> Document:
     """Validate ``fields`` against the record's types and return them BSON-ready."""
+    return {name: to_bson(v) for name, v in validated_fields(fields).items()}
+
+
+def validated_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` checked against the record's types, as the record would hold them."""
     bad = sorted(k for k in fields if k not in SETTABLE_FIELDS)
     if bad:
         raise ValueError(f"execution fields not settable: {', '.join(bad)}")
-    return {name: to_bson(_ADAPTERS[name].validate_python(v)) for name, v in fields.items()}
+    return {name: _ADAPTERS[name].validate_python(v) for name, v in fields.items()}
+
+
+def _advance_plan(
+    execution_id: str,
+    expected_state: ExecutionState,
+    new_state: ExecutionState,
+    fields: Mapping[str, Any] | None,
+    at: datetime,
+    event: ExecutionEvent | None,
+    expected_version: int | None,
+    through: Sequence[ExecutionEvent],
+) -> tuple[Document, Document, list[ExecutionEvent]]:
+    """The filter and update of one compare-and-set, and the events it appends.
+
+    Checks every hop against the transition table first: an illegal
+    transition raises before anything is written.
+    """
+    previous = expected_state
+    for step in through:
+        if step.state is None:
+            raise ValueError("a step taken on the way must name the state it reached")
+        transition(previous, step.state)
+        previous = step.state
+    transition(previous, new_state)
+    updates = _check_fields(fields or {})
+    pushed = event or ExecutionEvent(
+        at=at,
+        kind="transition",
+        state=new_state,
+        detail={"from": previous.value},
+    )
+    if pushed.state is None:
+        pushed = pushed.model_copy(update={"state": new_state})
+    events = [*through, pushed]
+    query: Document = {"_id": execution_id, "state": expected_state.value}
+    if expected_version is not None:
+        query["version"] = expected_version
+    update: Document = {
+        "$set": {**updates, "state": new_state.value, "updated_at": to_bson(at)},
+        "$inc": {"version": 1},
+        "$push": {"events": {"$each": [to_bson(e) for e in events]}},
+    }
+    return query, update, events
 
 
 class ExecutionsRepository:
@@ -177,6 +226,52 @@ class ExecutionsRepository:
             if existing is None:
                 raise
             return _to_record(existing), False
+
+    def create_many_if_absent(
+        self, records: Sequence[ExecutionRecord]
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        """``create_if_absent`` for many records in one round trip, answers in order.
+
+        Why: one signal makes a record per follower, and fifty inserts one
+        after the other (or fifty at once, queued on the driver's threads)
+        delay the last follower's order by as many database round trips. An
+        unordered bulk insert lets every new record in, and the unique index
+        still refuses each pair that exists; only those are read back. Any
+        other write error raises: nothing is reported created unless it was.
+        """
+        if not records:
+            return []
+        docs: list[Document] = [to_bson(r.model_dump(by_alias=True)) for r in records]
+        try:
+            self._col.insert_many(docs, ordered=False)
+            return [(r, True) for r in records]
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in errors):
+                raise
+            duplicates = {int(e["index"]) for e in errors}
+        existing = self._existing([records[i] for i in duplicates])
+        return [
+            (existing[(r.signal_id, r.follower_id)], False) if i in duplicates else (r, True)
+            for i, r in enumerate(records)
+        ]
+
+    def _existing(
+        self, refused: Sequence[ExecutionRecord]
+    ) -> dict[tuple[str, str], ExecutionRecord]:
+        """The stored records of the pairs the unique index refused, one query per signal."""
+        stored: dict[tuple[str, str], ExecutionRecord] = {}
+        for signal_id in sorted({r.signal_id for r in refused}):
+            followers = sorted({r.follower_id for r in refused if r.signal_id == signal_id})
+            for doc in self._col.find({"signal_id": signal_id, "follower_id": {"$in": followers}}):
+                rec = _to_record(doc)
+                stored[(rec.signal_id, rec.follower_id)] = rec
+        for r in refused:
+            if (r.signal_id, r.follower_id) not in stored:
+                # The id (the pair's orderRef) is taken by another pair: refuse
+                # rather than hand back someone else's execution.
+                raise DuplicateKeyError(f"execution id {r.id} is taken by another pair", 11000)
+        return stored
 
     def get(self, execution_id: str) -> ExecutionRecord | None:
         """The record by id, or None."""
@@ -242,35 +337,36 @@ class ExecutionsRepository:
         order; one write that records them all, before the order is sent,
         keeps the history and the exactly-once guard.
         """
-        previous = expected_state
-        for step in through:
-            if step.state is None:
-                raise ValueError("a step taken on the way must name the state it reached")
-            transition(previous, step.state)
-            previous = step.state
-        transition(previous, new_state)
-        updates = _check_fields(fields or {})
-        pushed = event or ExecutionEvent(
-            at=at,
-            kind="transition",
-            state=new_state,
-            detail={"from": previous.value},
+        query, update, _ = _advance_plan(
+            execution_id, expected_state, new_state, fields, at, event, expected_version, through
         )
-        if pushed.state is None:
-            pushed = pushed.model_copy(update={"state": new_state})
-        query: Document = {"_id": execution_id, "state": expected_state.value}
-        if expected_version is not None:
-            query["version"] = expected_version
-        doc = self._col.find_one_and_update(
-            query,
-            {
-                "$set": {**updates, "state": new_state.value, "updated_at": to_bson(at)},
-                "$inc": {"version": 1},
-                "$push": {"events": {"$each": [to_bson(e) for e in (*through, pushed)]}},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = self._col.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
         return None if doc is None else _to_record(doc)
+
+    def advance_blind(
+        self,
+        execution_id: str,
+        expected_state: ExecutionState,
+        new_state: ExecutionState,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        at: datetime,
+        event: ExecutionEvent | None = None,
+        expected_version: int | None = None,
+        through: Sequence[ExecutionEvent] = (),
+    ) -> list[ExecutionEvent] | None:
+        """``advance`` that does not read the record back: the events it appended, or None.
+
+        Why: a caller that holds the record it expects (state and version)
+        knows the result of its own compare-and-set already, and reading the
+        whole record back (history included) on every step of fifty ladders
+        cost the database and the caller more than the write itself. The
+        same checks run; None means another worker moved the record first.
+        """
+        query, update, pushed = _advance_plan(
+            execution_id, expected_state, new_state, fields, at, event, expected_version, through
+        )
+        return pushed if self._col.update_one(query, update).matched_count == 1 else None
 
     def advance_or_raise(
         self,

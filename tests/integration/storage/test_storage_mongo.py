@@ -141,6 +141,74 @@ def test_steps_taken_on_the_way_are_written_in_one_compare_and_set(
     assert executions.advance(record.id, S.RECEIVED, S.WORKING, at=at[4], through=through) is None
 
 
+def test_batch_creation_makes_each_pair_once_whoever_races(
+    executions: ExecutionsRepository,
+) -> None:
+    """One signal's records for many followers in one write: pairs that exist
+    come back as they are stored (not created), new ones are created, and two
+    writers racing on the same pairs create each pair exactly once."""
+    signal = _signal()
+    first = [ExecutionRecord.new(signal, f"f{i}", T0) for i in range(3)]
+    assert [created for _, created in executions.create_many_if_absent(first)] == [True] * 3
+    executions.advance_or_raise(first[1].id, S.RECEIVED, S.SKIPPED, at=T0)
+
+    later = T0 + timedelta(seconds=5)
+    again = [ExecutionRecord.new(signal, f"f{i}", later) for i in range(5)]
+    outcomes = executions.create_many_if_absent(again)
+    assert [created for _, created in outcomes] == [False, False, False, True, True]
+    assert [r.follower_id for r, _ in outcomes] == [f"f{i}" for i in range(5)]
+    # the existing records are the stored ones, not the ones offered
+    assert outcomes[1][0].state is S.SKIPPED and outcomes[0][0].created_at == T0
+    assert outcomes[3][0].created_at == later
+    assert executions.create_many_if_absent([]) == []
+
+    racing = _signal(qty=3)  # another signal (ids derive from the content)
+    barrier = threading.Barrier(2)
+    results: list[list[tuple[ExecutionRecord, bool]]] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        batch = [ExecutionRecord.new(racing, f"r{i}", T0) for i in range(10)]
+        barrier.wait()
+        outcome = executions.create_many_if_absent(batch)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(10):
+        assert sum(results[w][i][1] for w in range(2)) == 1, f"pair r{i} created twice or never"
+        assert results[0][i][0].id == results[1][i][0].id
+    assert len(executions.list_for_signal(racing.signal_id)) == 10
+
+
+def test_blind_compare_and_set_reports_what_it_appended(
+    executions: ExecutionsRepository,
+) -> None:
+    """``advance_blind`` applies the same checks as ``advance`` without reading
+    the record back: the events it pushed on success, None when it lost."""
+    record, _ = executions.create_if_absent(ExecutionRecord.new(_signal(), "f1", T0))
+    later = T0 + timedelta(seconds=2)
+    pushed = executions.advance_blind(
+        record.id, S.RECEIVED, S.SIZED, {"qty": 2}, at=later, expected_version=0
+    )
+    assert pushed is not None and [(e.state, e.at) for e in pushed] == [(S.SIZED, later)]
+    stored = executions.get(record.id)
+    assert stored is not None
+    assert (stored.state, stored.qty, stored.version) == (S.SIZED, 2, 1)
+    assert stored.events[-1] == pushed[-1]
+    # the same version again: someone else's write now, so it loses
+    assert (
+        executions.advance_blind(record.id, S.SIZED, S.QUOTED, at=later, expected_version=0) is None
+    )
+    with pytest.raises(IllegalTransition):
+        executions.advance_blind(record.id, S.SIZED, S.FILLED, at=later)
+    assert executions.get(record.id) == stored
+
+
 def test_events_history_and_lookups(executions: ExecutionsRepository) -> None:
     signal = _signal()
     record, _ = executions.create_if_absent(ExecutionRecord.new(signal, "f1", T0))

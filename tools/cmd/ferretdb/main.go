@@ -8,8 +8,11 @@
 // every update, and every query filtering on more than _id alone, scans and
 // decodes the whole collection: a compare-and-set on one execution record
 // took 5 ms with 300 records and 70 ms with 3,000. The PostgreSQL backend
-// uses the _id index (about 1 ms, flat) and lets concurrent writers work in
-// parallel instead of queueing on SQLite's one writer lock.
+// writes through the _id index and lets concurrent writers work in parallel
+// instead of queueing on SQLite's one writer lock. Its lookups (`_jsonb->$1
+// @> $2`) cannot use its own btree indexes either; the devstack gives each
+// of them a GIN twin in the storage cluster (FerretStorage.after_ready in
+// shared/spreadpilot/devstack/services.py), which makes them index scans.
 //
 // It wraps FerretDB's embeddable package instead of building FerretDB's own
 // cmd/ferretdb: that command refuses to start unless it was built from a
