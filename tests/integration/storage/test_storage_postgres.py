@@ -12,6 +12,7 @@ from spreadpilot.adapters.postgres import Postgres
 from spreadpilot.storage.fills import ExecutionFill, FillsRepository
 from spreadpilot.storage.migrate import MigrationError, load_migrations, migrate
 from spreadpilot.storage.pnl import (
+    _BATCH_ROWS,
     CommissionStatement,
     DailyPnl,
     IntradaySnapshot,
@@ -206,6 +207,18 @@ def test_intraday_batch_insert_is_idempotent(pg: Postgres) -> None:
     assert repo.insert_intraday_many(batch) == 0
     assert repo.insert_intraday_many([]) == 0
     assert [s.total for s in repo.intraday_for_day("f1", DAY)] == [Decimal(10), Decimal("-5.5")]
+
+
+def test_intraday_batch_spans_several_statements(pg: Postgres) -> None:
+    """More rows than one statement holds: every row lands once, in order, and
+    a retry of the whole batch writes nothing twice."""
+    repo = PnlRepository(pg)
+    count = 2 * _BATCH_ROWS + 37
+    batch = [_snapshot(i, str(i)) for i in range(count)]
+    assert repo.insert_intraday_many(batch) == count
+    assert repo.insert_intraday_many(batch) == 0
+    stored = repo.intraday_for_day("f1", DAY)
+    assert [s.total for s in stored] == [Decimal(i) for i in range(count)]
 
 
 def test_daily_upsert_is_idempotent_and_final_wins(pg: Postgres) -> None:
