@@ -20,7 +20,8 @@ fills paused so every order stays working; the sidecar's ladder is one
 execution at a time and the next signal must not wait for this one. ibsim serves the 50 gateways
 from this process; the sidecar (with MongoDB execution records, the real
 stores) and the baseline each run in their own process. Each N: one warm-up
-signal, then ``--runs`` measured ones; medians are reported.
+signal, then ``--runs`` measured ones, each sent once the previous one has
+ended and settled (``SETTLE_SECONDS``, both sides); medians are reported.
 
     .venv/bin/python bench/fanout.py [--runs 5]
 """
@@ -37,6 +38,8 @@ from _report import Figure, Target, emit, latency_summary
 from _stack import Baseline, Gateway, Sidecar, bench_clock, log, stores
 
 SIZES = (1, 10, 50)
+#: pause after a signal's executions ended, before the next signal
+SETTLE_SECONDS = 1.0
 BODY = {"strategy": "bull_put", "qty_per_leg": 1, "strike_long": 475, "strike_short": 480}
 
 
@@ -105,6 +108,11 @@ def sidecar_runs(gateway: Gateway, accounts: list[str], runs: int) -> dict[str, 
                     from_202.append(last - t_202)
                     from_post.append(last - t_post)
                 wait_final(sidecar, refs)
+                # Settle before the next signal, as the baseline does: the
+                # strategy's signals are minutes apart, and the previous one's
+                # tail (its end alerts going out to Redis and Pub/Sub) is not
+                # part of this one's fan-out.
+                time.sleep(SETTLE_SECONDS)
         finally:
             sidecar.stop()
     finally:
@@ -122,7 +130,7 @@ def baseline_runs(gateway: Gateway, accounts: list[str], runs: int) -> list[floa
             last = wait_acked(gateway, {f"{ref}-{n}" for n in range(len(accounts))})
             if run > 0:
                 samples.append(last - float(out["t0"]))
-            time.sleep(0.3)
+            time.sleep(SETTLE_SECONDS)
     finally:
         baseline.stop()
     return samples
@@ -130,7 +138,7 @@ def baseline_runs(gateway: Gateway, accounts: list[str], runs: int) -> list[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     accounts = [f"DU88{i:05d}" for i in range(1, max(SIZES) + 1)]
     gateway = Gateway(accounts, bench_clock(1.0))
