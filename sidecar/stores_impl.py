@@ -33,6 +33,7 @@ from spreadpilot.storage.executions import (
     ExecutionEvent,
     ExecutionRecord,
     ExecutionsRepository,
+    plan_advance,
     validated_fields,
 )
 from spreadpilot.storage.followers import FollowersRepository
@@ -265,20 +266,17 @@ class MongoExecutionStore:
         event = ExecutionEvent(
             at=at, kind=kind, state=target, detail={"from": before.value, **_event_detail(fields)}
         )
-        pushed = await _off_loop(
-            lambda: self._repo.advance_blind(
-                current["_id"],
-                expected,
-                target,
-                typed,
-                at=at,
-                event=event,
-                expected_version=int(current["version"]),
-                through=through,
-            ),
-            "advance",
-            urgent=urgent,
+        plan = plan_advance(
+            current["_id"],
+            expected,
+            target,
+            typed,
+            at,
+            event,
+            int(current["version"]),
+            through,
         )
+        pushed = await _off_loop(lambda: self._repo.apply_blind(plan), "advance", urgent=urgent)
         if pushed is None:
             raise StaleRecord(current["_id"])
         return _advanced(current, typed, target, at, pushed)

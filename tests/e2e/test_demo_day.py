@@ -215,10 +215,23 @@ def test_the_same_seed_gives_the_same_day_to_the_cent(
 ) -> None:
     """A second run of seed 7 (fresh databases, its own processes) reports the
     same day: states, fill credits, rungs, every fill price, the liquidation
-    minute, the P&L to the cent and every alert count."""
+    minute, the P&L to the cent and every alert count.
+
+    One figure is compared within a bound instead: the number of 30 s P&L
+    snapshots. At 200x a slot lasts 0.15 s of wall time, and on a loaded
+    two-core machine (a CI run once built a Go binary beside it) one mark of
+    ~780 landed a slot late: 779 rows against 780, every P&L figure equal.
+    That is the compressed clock, not the seed."""
     second = _run_demo(names_factory, tmp_path_factory.mktemp("demo-again"))
     assert second["result"].ok, second["output"] + "\n".join(second["result"].problems)
     again = json.loads((second["options"].report_dir / "report.json").read_text())
     figures = json.loads((demo_run["options"].report_dir / "report.json").read_text())
     assert figures["followers"]["ben"]["fill_prices"], "the comparison must cover fills"
+    for name, follower in figures["followers"].items():
+        rows, rows_again = (
+            follower.pop("intraday_rows"),
+            again["followers"][name].pop("intraday_rows"),
+        )
+        assert abs(rows - rows_again) <= 2, (name, rows, rows_again)
+        assert (rows == 0) == (rows_again == 0), name
     assert again == figures

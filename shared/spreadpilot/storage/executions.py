@@ -18,6 +18,7 @@ on those, and no multi-document transaction is needed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -145,7 +146,16 @@ def validated_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _ADAPTERS[name].validate_python(v) for name, v in fields.items()}
 
 
-def _advance_plan(
+@dataclass(frozen=True)
+class AdvancePlan:
+    """One checked compare-and-set: its filter, its update, the events it appends."""
+
+    query: Document
+    update: Document
+    events: tuple[ExecutionEvent, ...]
+
+
+def plan_advance(
     execution_id: str,
     expected_state: ExecutionState,
     new_state: ExecutionState,
@@ -154,7 +164,7 @@ def _advance_plan(
     event: ExecutionEvent | None,
     expected_version: int | None,
     through: Sequence[ExecutionEvent],
-) -> tuple[Document, Document, list[ExecutionEvent]]:
+) -> AdvancePlan:
     """The filter and update of one compare-and-set, and the events it appends.
 
     Checks every hop against the transition table first: an illegal
@@ -185,7 +195,7 @@ def _advance_plan(
         "$inc": {"version": 1},
         "$push": {"events": {"$each": [to_bson(e) for e in events]}},
     }
-    return query, update, events
+    return AdvancePlan(query, update, tuple(events))
 
 
 class ExecutionsRepository:
@@ -337,36 +347,26 @@ class ExecutionsRepository:
         order; one write that records them all, before the order is sent,
         keeps the history and the exactly-once guard.
         """
-        query, update, _ = _advance_plan(
+        plan = plan_advance(
             execution_id, expected_state, new_state, fields, at, event, expected_version, through
         )
-        doc = self._col.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+        doc = self._col.find_one_and_update(
+            plan.query, plan.update, return_document=ReturnDocument.AFTER
+        )
         return None if doc is None else _to_record(doc)
 
-    def advance_blind(
-        self,
-        execution_id: str,
-        expected_state: ExecutionState,
-        new_state: ExecutionState,
-        fields: Mapping[str, Any] | None = None,
-        *,
-        at: datetime,
-        event: ExecutionEvent | None = None,
-        expected_version: int | None = None,
-        through: Sequence[ExecutionEvent] = (),
-    ) -> list[ExecutionEvent] | None:
-        """``advance`` that does not read the record back: the events it appended, or None.
+    def apply_blind(self, plan: AdvancePlan) -> list[ExecutionEvent] | None:
+        """Apply a compare-and-set without reading the record back: its events, or None.
 
         Why: a caller that holds the record it expects (state and version)
         knows the result of its own compare-and-set already, and reading the
         whole record back (history included) on every step of fifty ladders
         cost the database and the caller more than the write itself. The
-        same checks run; None means another worker moved the record first.
+        plan ran the same checks as ``advance``; None means another worker
+        moved the record first.
         """
-        query, update, pushed = _advance_plan(
-            execution_id, expected_state, new_state, fields, at, event, expected_version, through
-        )
-        return pushed if self._col.update_one(query, update).matched_count == 1 else None
+        matched = self._col.update_one(plan.query, plan.update).matched_count
+        return list(plan.events) if matched == 1 else None
 
     def advance_or_raise(
         self,

@@ -18,6 +18,7 @@ from spreadpilot.storage.executions import (
     ExecutionRecord,
     ExecutionsRepository,
     StaleExecution,
+    plan_advance,
 )
 from spreadpilot.storage.followers import (
     FollowerExists,
@@ -188,24 +189,22 @@ def test_batch_creation_makes_each_pair_once_whoever_races(
 def test_blind_compare_and_set_reports_what_it_appended(
     executions: ExecutionsRepository,
 ) -> None:
-    """``advance_blind`` applies the same checks as ``advance`` without reading
-    the record back: the events it pushed on success, None when it lost."""
+    """``apply_blind`` runs a checked plan without reading the record back: the
+    events it pushed on success, None when another write got there first."""
     record, _ = executions.create_if_absent(ExecutionRecord.new(_signal(), "f1", T0))
     later = T0 + timedelta(seconds=2)
-    pushed = executions.advance_blind(
-        record.id, S.RECEIVED, S.SIZED, {"qty": 2}, at=later, expected_version=0
-    )
+    sized = plan_advance(record.id, S.RECEIVED, S.SIZED, {"qty": 2}, later, None, 0, ())
+    pushed = executions.apply_blind(sized)
     assert pushed is not None and [(e.state, e.at) for e in pushed] == [(S.SIZED, later)]
     stored = executions.get(record.id)
     assert stored is not None
     assert (stored.state, stored.qty, stored.version) == (S.SIZED, 2, 1)
     assert stored.events[-1] == pushed[-1]
     # the same version again: someone else's write now, so it loses
-    assert (
-        executions.advance_blind(record.id, S.SIZED, S.QUOTED, at=later, expected_version=0) is None
-    )
-    with pytest.raises(IllegalTransition):
-        executions.advance_blind(record.id, S.SIZED, S.FILLED, at=later)
+    stale = plan_advance(record.id, S.SIZED, S.QUOTED, None, later, None, 0, ())
+    assert executions.apply_blind(stale) is None
+    with pytest.raises(IllegalTransition):  # checked when planned, before any write
+        plan_advance(record.id, S.SIZED, S.FILLED, None, later, None, None, ())
     assert executions.get(record.id) == stored
 
 
