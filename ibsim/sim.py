@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +120,8 @@ class IBSim:
         self.ack_delay = 0.0
         self._task: asyncio.Task[None] | None = None
         self._last_push = time.monotonic()
+        #: called with every event as it is handed to the gateways (``observe``)
+        self._observers: list[Callable[[Event], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -208,10 +210,21 @@ class IBSim:
             for gateway in self.gateways:
                 gateway.push_account(positions=False)
 
+    def observe(self, observer: Callable[[Event], None]) -> None:
+        """Call ``observer`` with every event, in order, as it goes out to the clients.
+
+        Why: a benchmark or a test that wants the moment ibsim acknowledged an
+        order (or applied a new limit) gets it here, at the source, instead
+        of polling the order book.
+        """
+        self._observers.append(observer)
+
     def route(self, events: Iterable[Event]) -> None:
         """Hand each event to the gateway of its account, keeping their order."""
         by_account: dict[str, list[Event]] = {}
         for event in events:
+            for observer in self._observers:
+                observer(event)
             by_account.setdefault(_account_of(event), []).append(event)
         for account, batch in by_account.items():
             for gateway in self.gateways:

@@ -143,11 +143,6 @@ class Executor:
 
     # -- entry points -------------------------------------------------------------
 
-    async def submit(self, signal: Signal, follower: Follower) -> Record:
-        """``submit_many`` for one follower."""
-        (outcome,) = await self.submit_many(signal, [follower])
-        return outcome
-
     async def submit_many(self, signal: Signal, followers: Sequence[Follower]) -> list[Record]:
         """Create (or find) each follower's execution, in one write, and start them.
 

@@ -47,18 +47,15 @@ class Step:
 class ExecutionStore(Protocol):
     """The ``executions`` collection (one record per signal and follower)."""
 
-    async def create(self, signal: Signal, follower_id: str, at: datetime) -> tuple[bool, Record]:
-        """Insert the RECEIVED record unless one exists for (signal_id, follower_id).
-
-        Returns (created, the stored record). The unique index decides, so ten
-        concurrent deliveries of one signal create exactly one record.
-        """
-        ...
-
     async def create_many(
         self, signal: Signal, follower_ids: Sequence[str], at: datetime
     ) -> list[tuple[bool, Record]]:
-        """``create`` for every follower of one signal, in one write; answers in order."""
+        """Insert each follower's RECEIVED record unless one exists, in one write.
+
+        Returns (created, the stored record) per follower, in order. The
+        unique index on (signal_id, follower_id) decides, so ten concurrent
+        deliveries of one signal create each follower's record exactly once.
+        """
         ...
 
     async def get(self, execution_id: str) -> Record | None: ...

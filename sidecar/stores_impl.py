@@ -30,11 +30,11 @@ from spreadpilot.domain.execution import ExecutionState
 from spreadpilot.domain.followers import Follower
 from spreadpilot.domain.signals import Signal
 from spreadpilot.storage.executions import (
+    AdvancePlan,
     ExecutionEvent,
     ExecutionRecord,
     ExecutionsRepository,
     plan_advance,
-    validated_fields,
 )
 from spreadpilot.storage.followers import FollowersRepository
 
@@ -56,10 +56,12 @@ _TYPED = {
     "error": "error",
 }
 _IGNORED = frozenset({"history", "updated_at", "_id", "state", "signal_id", "follower_id"})
-# Keys of the flat record that are the repository's own, not step outputs.
+# Keys of the flat record that are the repository's own, not step outputs:
+# the identity a write never changes, and what every write manages itself.
 _IDENTITY = frozenset(
     {"_id", "signal_id", "follower_id", "trading_date", "order_ref", "signal", "created_at"}
 )
+_MANAGED = _IDENTITY | {"version", "events"}
 
 
 #: Threads for store calls that something waits on before it may act (the
@@ -144,29 +146,21 @@ def _event_detail(fields: Record) -> Record:
     return {k: _json_data(v) for k, v in fields.items() if k in ("rung", "limit", "filled_qty")}
 
 
-def _advanced(
-    current: Record,
-    typed: Record,
-    target: ExecutionState,
-    at: datetime,
-    pushed: Sequence[ExecutionEvent],
-) -> Record:
+def _advanced(current: Record, plan: AdvancePlan, target: ExecutionState, at: datetime) -> Record:
     """The record as ``advance`` just wrote it, built here instead of read back.
 
     The compare-and-set matched ``current`` (its state and version), so the
-    stored record is exactly ``current`` with this write applied: the fields
-    as the repository validated and stored them, the new state, the next
+    stored record is exactly ``current`` with ``plan`` applied: the fields as
+    the repository validated and stored them, the new state, the next
     version, the appended events. ``flatten`` of a read gives the same dict.
     """
-    stored = validated_fields(typed)
-    out: Record = {
-        k: v for k, v in current.items() if k in _IDENTITY or k in _TYPED or k == "events"
-    }
+    stored = dict(plan.fields)
+    out: Record = {k: v for k, v in current.items() if k in _IDENTITY or k in _TYPED}
     out.update(stored.pop("data", {}))
     for key, name in _TYPED.items():
         if name in stored:
             out[key] = stored[name]
-    events = [e.model_copy(update={"at": _as_stored(e.at)}) for e in pushed]
+    events = [e.model_copy(update={"at": _as_stored(e.at)}) for e in plan.events]
     out.update(
         {
             "state": target.value,
@@ -192,13 +186,6 @@ class MongoExecutionStore:
 
     async def ensure_indexes(self) -> None:
         await _off_loop(self._repo.ensure_indexes, "ensure_indexes")
-
-    async def create(self, signal: Signal, follower_id: str, at: datetime) -> tuple[bool, Record]:
-        record = ExecutionRecord.new(signal, follower_id, _as_stored(at))
-        stored, created = await _off_loop(
-            lambda: self._repo.create_if_absent(record), "create_if_absent"
-        )
-        return created, flatten(stored)
 
     async def create_many(
         self, signal: Signal, follower_ids: Sequence[str], at: datetime
@@ -231,17 +218,7 @@ class MongoExecutionStore:
         data = {
             k: v
             for k, v in current.items()
-            if k not in _TYPED
-            and k not in _IGNORED
-            and k
-            not in (
-                "signal",
-                "trading_date",
-                "order_ref",
-                "version",
-                "created_at",
-                "events",
-            )
+            if k not in _TYPED and k not in _IGNORED and k not in _MANAGED
         }
         for key, value in fields.items():
             if key in _TYPED:
@@ -266,20 +243,20 @@ class MongoExecutionStore:
         event = ExecutionEvent(
             at=at, kind=kind, state=target, detail={"from": before.value, **_event_detail(fields)}
         )
-        plan = plan_advance(
-            current["_id"],
-            expected,
-            target,
-            typed,
-            at,
-            event,
-            int(current["version"]),
-            through,
-        )
-        pushed = await _off_loop(lambda: self._repo.apply_blind(plan), "advance", urgent=urgent)
-        if pushed is None:
+        version = int(current["version"])
+
+        def write() -> tuple[AdvancePlan, bool]:
+            # Validating and encoding the record's data is CPU work: done here,
+            # in the store's thread, not on the loop that runs every ladder.
+            plan = plan_advance(
+                current["_id"], expected, target, typed, at, event, version, through
+            )
+            return plan, self._repo.apply_blind(plan) is not None
+
+        plan, applied = await _off_loop(write, "advance", urgent=urgent)
+        if not applied:
             raise StaleRecord(current["_id"])
-        return _advanced(current, typed, target, at, pushed)
+        return _advanced(current, plan, target, at)
 
     async def find_unfinished(self, follower_id: str | None = None) -> list[Record]:
         recs = await _off_loop(lambda: self._repo.find_unfinished(follower_id), "find_unfinished")

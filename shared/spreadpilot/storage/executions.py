@@ -135,10 +135,10 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 
 def _check_fields(fields: Mapping[str, Any]) -> Document:
     """Validate ``fields`` against the record's types and return them BSON-ready."""
-    return {name: to_bson(v) for name, v in validated_fields(fields).items()}
+    return {name: to_bson(v) for name, v in _validated_fields(fields).items()}
 
 
-def validated_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+def _validated_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` checked against the record's types, as the record would hold them."""
     bad = sorted(k for k in fields if k not in SETTABLE_FIELDS)
     if bad:
@@ -148,11 +148,16 @@ def validated_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class AdvancePlan:
-    """One checked compare-and-set: its filter, its update, the events it appends."""
+    """One checked compare-and-set: its filter, its update, the events it appends.
+
+    ``fields`` are the values it sets as the record holds them (validated),
+    so a caller that applies it blind can tell what the record now is.
+    """
 
     query: Document
     update: Document
     events: tuple[ExecutionEvent, ...]
+    fields: Mapping[str, Any]
 
 
 def plan_advance(
@@ -177,7 +182,8 @@ def plan_advance(
         transition(previous, step.state)
         previous = step.state
     transition(previous, new_state)
-    updates = _check_fields(fields or {})
+    validated = _validated_fields(fields or {})
+    updates = {name: to_bson(v) for name, v in validated.items()}
     pushed = event or ExecutionEvent(
         at=at,
         kind="transition",
@@ -195,7 +201,7 @@ def plan_advance(
         "$inc": {"version": 1},
         "$push": {"events": {"$each": [to_bson(e) for e in events]}},
     }
-    return AdvancePlan(query, update, tuple(events))
+    return AdvancePlan(query, update, tuple(events), validated)
 
 
 class ExecutionsRepository:

@@ -233,7 +233,7 @@ def _record_crashed_before_send(stack: Any, submitted: bool) -> dict[str, Any]:
     ]
 
     async def build() -> dict[str, Any]:
-        created, rec = await store.create(signal, "alice", now)
+        ((created, rec),) = await store.create_many(signal, ["alice"], now)
         assert created
         rec = await store.advance(rec, S.SIZED, {"qty": 1}, now)
         legs = {

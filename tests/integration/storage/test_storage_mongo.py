@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from spreadpilot.domain.alerts import Alert, AlertType
@@ -30,6 +32,8 @@ from spreadpilot.storage.signals import RecordOutcome, SignalsLedger
 
 pytestmark = pytest.mark.integration
 
+T = TypeVar("T")
+
 DAY = date(2026, 1, 5)
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
@@ -47,25 +51,27 @@ def executions(mongo_db: Any) -> ExecutionsRepository:
     return repo
 
 
+def _all_at_once(work: Callable[[int], T], count: int) -> list[T]:
+    """Run ``work(0..count-1)`` on as many threads, released together; results in order."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> T:
+        barrier.wait()
+        return work(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
 def test_ten_concurrent_creations_make_exactly_one(executions: ExecutionsRepository) -> None:
     signal = _signal()
-    barrier = threading.Barrier(10)
-    results: list[tuple[ExecutionRecord, bool]] = []
-    lock = threading.Lock()
 
-    def create(i: int) -> None:
+    def create(i: int) -> tuple[ExecutionRecord, bool]:
         # distinct ids: only the (signal_id, follower_id) unique index can stop them
         record = ExecutionRecord.new(signal, "f1", T0).model_copy(update={"id": f"try-{i}"})
-        barrier.wait()
-        outcome = executions.create_if_absent(record)
-        with lock:
-            results.append(outcome)
+        return executions.create_if_absent(record)
 
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _all_at_once(create, 10)
     assert sum(created for _, created in results) == 1
     assert len({record.id for record, _ in results}) == 1
     assert len(executions.list_for_signal(signal.signal_id)) == 1
@@ -164,22 +170,12 @@ def test_batch_creation_makes_each_pair_once_whoever_races(
     assert executions.create_many_if_absent([]) == []
 
     racing = _signal(qty=3)  # another signal (ids derive from the content)
-    barrier = threading.Barrier(2)
-    results: list[list[tuple[ExecutionRecord, bool]]] = []
-    lock = threading.Lock()
-
-    def create() -> None:
-        batch = [ExecutionRecord.new(racing, f"r{i}", T0) for i in range(10)]
-        barrier.wait()
-        outcome = executions.create_many_if_absent(batch)
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=create) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _all_at_once(
+        lambda _: executions.create_many_if_absent(
+            [ExecutionRecord.new(racing, f"r{i}", T0) for i in range(10)]
+        ),
+        2,
+    )
     for i in range(10):
         assert sum(results[w][i][1] for w in range(2)) == 1, f"pair r{i} created twice or never"
         assert results[0][i][0].id == results[1][i][0].id
@@ -253,18 +249,7 @@ def test_signals_ledger_accepts_first_then_duplicate_then_changed(mongo_db: Any)
 def test_signals_ledger_under_concurrency(mongo_db: Any) -> None:
     ledger = SignalsLedger(mongo_db)
     ledger.ensure_indexes()
-    outcomes: list[RecordOutcome] = []
-    barrier = threading.Barrier(6)
-
-    def record(qty: int) -> None:
-        barrier.wait()
-        outcomes.append(ledger.record_first(_signal(qty), at=T0).outcome)
-
-    threads = [threading.Thread(target=record, args=(2 + i % 2,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = _all_at_once(lambda i: ledger.record_first(_signal(2 + i % 2), at=T0).outcome, 6)
     assert outcomes.count(RecordOutcome.ACCEPTED) == 1
 
 
