@@ -58,7 +58,8 @@ from spreadpilot.cli._root import main
     type=click.FloatRange(min=0.0),
     default=0.0,
     help="Wall seconds allowed for the processes to start before 09:26 simulated "
-    "(default: learnt from the previous run, 12 the first time).",
+    "(default: learnt from the previous run, 20 the first time); a start that joins "
+    "the day late starts the day again.",
 )
 @click.option("--no-progress", is_flag=True, help="No live status line.")
 def demo(
