@@ -116,12 +116,57 @@ def validate(result: dict[str, Any], name: str) -> list[Figure]:
     return [figure_from_json(f) for f in figures]
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, or None off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_quiet(
+    busy_below: float = 0.15, window: float = 0.5, calm_windows: int = 2, limit: float = 30.0
+) -> tuple[float, float | None]:
+    """Wait until the machine is idle; (seconds waited, last CPU busy fraction).
+
+    Why: the scripts run one after another on the same two cores as the
+    databases, and a benchmark that starts while PostgreSQL still vacuums what
+    the previous one wrote measures that instead (seen: the ladder rung ratio
+    1.26 after the fan-out, 1.02-1.08 on its own). Gives up after ``limit``.
+    """
+    started = time.monotonic()
+    calm = 0
+    fraction: float | None = None
+    before = _cpu_times()
+    while before is not None and time.monotonic() - started < limit:
+        time.sleep(window)
+        after = _cpu_times()
+        if after is None:
+            break
+        total = after[1] - before[1]
+        fraction = (after[0] - before[0]) / total if total > 0 else 0.0
+        before = after
+        calm = calm + 1 if fraction < busy_below else 0
+        if calm >= calm_windows:
+            break
+    return time.monotonic() - started, fraction
+
+
 def run_one(script: Path, timeout: float) -> dict[str, Any]:
-    """Run one script; its result, or a record of why there is none."""
+    """Run one script on a quiet machine; its result, or a record of why there is none."""
     name = script.stem
+    waited, busy = wait_quiet()
     started = time.monotonic()
     print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-    record: dict[str, Any] = {"name": name, "measured_at": _now(), "machine": machine()}
+    record: dict[str, Any] = {
+        "name": name,
+        "measured_at": _now(),
+        "machine": machine(),
+        "quiet_wait_seconds": round(waited, 1),
+        "cpu_busy_at_start": None if busy is None else round(busy, 3),
+    }
     try:
         proc = subprocess.run(
             [sys.executable, str(script)],
