@@ -132,9 +132,11 @@ def wait_quiet(
     """Wait until the machine is idle; (seconds waited, last CPU busy fraction).
 
     Why: the scripts run one after another on the same two cores as the
-    databases, and a benchmark that starts while PostgreSQL still vacuums what
-    the previous one wrote measures that instead (seen: the ladder rung ratio
-    1.26 after the fan-out, 1.02-1.08 on its own). Gives up after ``limit``.
+    databases, and a benchmark that started while PostgreSQL still vacuumed
+    what the previous one wrote would measure that too. The wait and the busy
+    fraction are kept with each result, so a reader can see the start was
+    quiet (on this machine it always was: the ladder rung's spread between
+    runs, 1.02-1.26, is not explained by it). Gives up after ``limit``.
     """
     started = time.monotonic()
     calm = 0
